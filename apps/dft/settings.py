@@ -1,0 +1,38 @@
+"""The `dft:` section of input.yaml: what a label costs and how it is computed.
+
+Fields left as None are chosen per structure by the parameter heuristics (from the pseudopotentials,
+the cell and the `accuracy` preset) and recorded with each label, so every stored number says how it was made.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
+
+
+class DFTSettings(BaseModel):
+    """Settings of the DFT labelling stage (engine `qe` = Quantum ESPRESSO pw.x; `emt` = ASE's EMT reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["qe", "emt"] = "qe"
+    command: str = Field("pw.x", description="pw.x command, may carry a launcher: 'mpirun -np 2 pw.x'")
+    pseudo_dir: Path = DEFAULT_PSEUDO_DIR
+    pseudopotentials: dict[str, str] = Field(default_factory=dict, description="element -> UPF file name")
+    accuracy: Literal["fast", "standard", "precise"] = "standard"
+    ecutwfc: PositiveFloat | None = Field(None, description="Ry; None = from the pseudopotentials")
+    ecutrho: PositiveFloat | None = Field(None, description="Ry; None = 4x (NC) or 8x (US/PAW) ecutwfc")
+    kspacing: PositiveFloat | None = Field(None, description="1/Angstrom incl. 2*pi; None = by accuracy")
+    smearing: Literal["mv", "gaussian", "mp", "fd"] = "mv"
+    degauss: PositiveFloat | None = Field(None, description="Ry; None = by accuracy")
+    spin: Literal["auto", "on", "off"] = "auto"
+    conv_thr: PositiveFloat | None = Field(None, description="Ry per atom; None = by accuracy")
+    mixing_beta: float = Field(0.7, gt=0, le=1)
+    electron_maxstep: PositiveInt = 100
+    timeout: PositiveFloat = Field(3600.0, description="seconds per pw.x attempt")
+    max_attempts: PositiveInt = Field(4, description="attempts per label incl. recoveries")
+    omp_num_threads: PositiveInt = 1
+    min_distance_factor: float = Field(0.5, gt=0, le=1, description="reject atoms closer than this x covalent sum")
+    max_failed_fraction: float = Field(0.5, ge=0, le=1, description="run stops if more labels of a generation fail")

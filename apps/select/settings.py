@@ -1,0 +1,14 @@
+"""The `selection:` section of input.yaml: which uncertain frames go to DFT next."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, PositiveInt
+
+
+class SelectionSettings(BaseModel):
+    """Pick at most `max_per_generation` candidates, highest extrapolation grade first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["max_gamma"] = "max_gamma"
+    max_per_generation: PositiveInt = 8

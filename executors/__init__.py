@@ -1,0 +1,1 @@
+"""Where work runs: a site YAML turned into a `parsl.Config` with one executor per task kind."""
