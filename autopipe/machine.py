@@ -1,0 +1,188 @@
+"""The active-learning loop as a finite-state machine, built with `transitions` from the table below.
+
+The workflow reports what a stage produced; the machine applies the table's guards, moves, and answers
+with the `StateEntered` payload (state, generation, reason) for the workflow to append. Since the log
+holds those events, `fold` restores state and generation and `LoopMachine.from_run_state` carries on.
+
+Generations: generation 0 holds the initial structures, their labels and the first potential; SELECT
+of generation g moves to DFT of generation g + 1. `max_generations` counts potentials trained, so with
+max_generations=2 the SELECT of generation 1 ends the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import get_args
+
+from transitions import Machine, MachineError
+
+from autopipe.errors import RunError
+from autopipe.events import LoopState, RunState, StateEntered
+
+STATES: list[str] = list(get_args(LoopState))  # INIT, DFT, TRAIN, EXPLORE, SELECT, DONE, FAILED
+
+# When a trigger's guards do not all hold it does not fire, and the loop fires the fallback on the next
+# row instead (too_many_failures, finish); the first guard that failed names the reason.
+#
+#  trigger              source     dest       guards (all must hold)                     action
+TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
+    ("structures_ready",  "INIT",    "DFT",     (),                                        None),
+    ("labels_done",       "DFT",     "TRAIN",   ("failures_tolerated",),                   None),
+    ("too_many_failures", "DFT",     "FAILED",  (),                                        None),
+    ("model_trained",     "TRAIN",   "EXPLORE", (),                                        None),
+    ("explored",          "EXPLORE", "SELECT",  (),                                        None),
+    ("next_generation",   "SELECT",  "DFT",     ("dft_budget_left", "generations_left",
+                                                 "candidates_selected"),                   "new_generation"),
+    ("finish",            "SELECT",  "DONE",    (),                                        None),
+    ("fail",              "*",       "FAILED",  (),                                        None),
+]  # fmt: skip
+
+#: The reason recorded when a guard does not hold.
+GUARD_FAILED: dict[str, str] = {
+    "failures_tolerated": "too many failed DFT labels",
+    "candidates_selected": "no uncertain configurations",
+    "generations_left": "generation limit reached",
+    "dft_budget_left": "DFT budget exhausted",
+}
+
+_GUARDS = {trigger: guards for trigger, _, _, guards, _ in TABLE}
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    """How the DFT labels of one generation ended."""
+
+    n_done: int
+    n_failed: int
+    max_failed_fraction: float
+
+
+@dataclass(frozen=True)
+class SelectOutcome:
+    """What SELECT found, and the limits that decide whether another generation runs."""
+
+    n_selected: int
+    labels_done: int  # DFT labels computed so far, all generations
+    dft_budget: int | None  # most labels the run may compute; None = no limit
+    max_generations: int  # potentials to train
+
+
+class _Loop:
+    """The model `transitions` drives: it holds state and generation, and its methods are the guards."""
+
+    state: str
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+
+    def failures_tolerated(self, outcome: LabelOutcome) -> bool:
+        return outcome.n_failed <= outcome.max_failed_fraction * (outcome.n_done + outcome.n_failed)
+
+    def candidates_selected(self, outcome: SelectOutcome) -> bool:
+        return outcome.n_selected > 0
+
+    def generations_left(self, outcome: SelectOutcome) -> bool:
+        return self.generation + 1 < outcome.max_generations
+
+    def dft_budget_left(self, outcome: SelectOutcome) -> bool:
+        return outcome.dft_budget is None or outcome.labels_done < outcome.dft_budget
+
+    def new_generation(self, outcome: SelectOutcome) -> None:
+        self.generation += 1
+
+
+class LoopMachine:
+    """The loop's state and generation; each method reports a finished stage and returns what to record.
+
+    Example::
+
+        machine = LoopMachine.from_run_state(fold(store.events()))
+        store.append("state.entered", machine.labels_finished(LabelOutcome(10, 1, 0.5)))
+    """
+
+    def __init__(self, state: str = "INIT", generation: int = 0) -> None:
+        if state not in STATES:
+            raise RunError(f"unknown loop state {state!r}; the states are {', '.join(STATES)}")
+        self._loop = _Loop(generation)
+        self._fsm = Machine(
+            model=self._loop,
+            states=STATES,
+            transitions=[
+                {
+                    "trigger": trigger,
+                    "source": source,
+                    "dest": dest,
+                    "conditions": list(guards),
+                    "after": action or [],
+                }
+                for trigger, source, dest, guards, action in TABLE
+            ],
+            initial=state,
+            auto_transitions=False,
+        )
+
+    @classmethod
+    def from_run_state(cls, run: RunState) -> LoopMachine:
+        """The machine where a replayed log left it (INIT if no state was entered yet)."""
+        return cls(run.state or "INIT", run.generation)
+
+    @property
+    def state(self) -> str:
+        return self._loop.state
+
+    @property
+    def generation(self) -> int:
+        return self._loop.generation
+
+    def entered(self, reason: str = "") -> StateEntered:
+        """The `state.entered` payload for the current state."""
+        return StateEntered(state=self.state, generation=self.generation, reason=reason)
+
+    def structures_ready(self) -> StateEntered:
+        self._fire("structures_ready")
+        return self.entered("initial structures ready")
+
+    def labels_finished(self, outcome: LabelOutcome) -> StateEntered:
+        """DFT -> TRAIN, or FAILED if more than the tolerated fraction of labels failed."""
+        summary = f"{outcome.n_done} labels done, {outcome.n_failed} failed"
+        if self._fire("labels_done", outcome):
+            return self.entered(summary)
+        self._fire("too_many_failures")
+        return self.entered(
+            f"{GUARD_FAILED['failures_tolerated']}: {summary}; at most "
+            f"{outcome.max_failed_fraction:.0%} may fail"
+        )
+
+    def model_trained(self) -> StateEntered:
+        self._fire("model_trained")
+        return self.entered("potential trained")
+
+    def explored(self) -> StateEntered:
+        self._fire("explored")
+        return self.entered("exploration finished")
+
+    def selection_finished(self, outcome: SelectOutcome) -> StateEntered:
+        """SELECT -> DFT of the next generation, or DONE with the reason of the first guard that failed."""
+        if self._fire("next_generation", outcome):
+            return self.entered(f"{outcome.n_selected} configurations selected")
+        reason = next(
+            GUARD_FAILED[guard]
+            for guard in _GUARDS["next_generation"]
+            if not getattr(self._loop, guard)(outcome)
+        )
+        self._fire("finish")
+        return self.entered(reason)
+
+    def fail(self, reason: str) -> StateEntered:
+        self._fire("fail")
+        return self.entered(reason)
+
+    def _fire(self, trigger: str, *args: object) -> bool:
+        """Fire a trigger; False when its guards do not hold, RunError when the state does not allow it."""
+        try:
+            return self._loop.trigger(trigger, *args)
+        except MachineError:
+            allowed = ", ".join(self._fsm.get_triggers(self.state))
+            raise RunError(
+                f"the loop cannot take {trigger!r} in state {self.state} (allowed there: {allowed})"
+            ) from None

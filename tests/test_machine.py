@@ -1,0 +1,182 @@
+"""The loop's state machine: every transition and guard, the DONE reasons, FAILED, and replay from the log."""
+
+import pytest
+
+from autopipe.errors import RunError
+from autopipe.events import EVENTS_FILE, EventStore, RunState, fold
+from autopipe.machine import GUARD_FAILED, STATES, TABLE, LabelOutcome, LoopMachine, SelectOutcome
+
+GOOD_LABELS = LabelOutcome(n_done=10, n_failed=0, max_failed_fraction=0.5)
+
+
+def select(n_selected=3, labels_done=10, dft_budget=None, max_generations=5):
+    return SelectOutcome(n_selected, labels_done, dft_budget, max_generations)
+
+
+def to_select(machine):
+    """Drive a machine in DFT through TRAIN and EXPLORE to SELECT."""
+    machine.labels_finished(GOOD_LABELS)
+    machine.model_trained()
+    return machine.explored()
+
+
+def test_one_generation_goes_through_every_working_state():
+    machine = LoopMachine()
+    steps = [
+        machine.structures_ready(),
+        machine.labels_finished(LabelOutcome(8, 1, 0.25)),
+        machine.model_trained(),
+        machine.explored(),
+        machine.selection_finished(select(n_selected=4)),
+    ]
+    assert [(s.state, s.generation, s.reason) for s in steps] == [
+        ("DFT", 0, "initial structures ready"),
+        ("TRAIN", 0, "8 labels done, 1 failed"),
+        ("EXPLORE", 0, "potential trained"),
+        ("SELECT", 0, "exploration finished"),
+        ("DFT", 1, "4 configurations selected"),
+    ]
+    assert (machine.state, machine.generation) == ("DFT", 1)
+
+
+@pytest.mark.parametrize("max_generations", [1, 2, 3])
+def test_max_generations_counts_trained_potentials(max_generations):
+    machine = LoopMachine()
+    machine.structures_ready()
+    potentials = 0
+    while machine.state == "DFT":
+        to_select(machine)
+        potentials += 1
+        step = machine.selection_finished(select(max_generations=max_generations))
+    assert potentials == max_generations
+    assert (step.state, step.generation, step.reason) == (
+        "DONE",
+        max_generations - 1,
+        "generation limit reached",
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (select(n_selected=0), "no uncertain configurations"),
+        (
+            select(n_selected=0, max_generations=1, labels_done=50, dft_budget=50),
+            "DFT budget exhausted",
+        ),
+        (select(n_selected=0, max_generations=1), "generation limit reached"),
+        (select(max_generations=1, labels_done=50, dft_budget=50), "DFT budget exhausted"),
+        (select(labels_done=50, dft_budget=50), "DFT budget exhausted"),
+        (select(labels_done=51, dft_budget=50), "DFT budget exhausted"),
+    ],
+)
+def test_select_ends_the_run_with_the_first_guard_that_fails(outcome, reason):
+    machine = LoopMachine("SELECT", generation=0)
+    step = machine.selection_finished(outcome)
+    assert (step.state, step.generation, step.reason) == ("DONE", 0, reason)
+
+
+@pytest.mark.parametrize("outcome", [select(labels_done=49, dft_budget=50), select(dft_budget=None)])
+def test_select_goes_on_while_budget_is_left(outcome):
+    assert LoopMachine("SELECT", generation=2).selection_finished(outcome).state == "DFT"
+
+
+@pytest.mark.parametrize(
+    ("n_done", "n_failed", "fraction", "state"),
+    [
+        (10, 0, 0.0, "TRAIN"),
+        (5, 5, 0.5, "TRAIN"),
+        (4, 6, 0.5, "FAILED"),
+        (9, 1, 0.0, "FAILED"),
+        (0, 3, 1.0, "TRAIN"),
+    ],
+)
+def test_failed_labels_within_tolerance_train_else_the_run_fails(n_done, n_failed, fraction, state):
+    machine = LoopMachine("DFT", generation=1)
+    step = machine.labels_finished(LabelOutcome(n_done, n_failed, fraction))
+    assert (step.state, step.generation) == (state, 1)
+    if state == "FAILED":
+        assert step.reason.startswith("too many failed DFT labels")
+        assert f"{n_failed} failed" in step.reason and f"{fraction:.0%}" in step.reason
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_fail_reaches_failed_from_every_state(state):
+    machine = LoopMachine(state, generation=3)
+    step = machine.fail("pw.x is not installed")
+    assert (step.state, step.generation, step.reason) == ("FAILED", 3, "pw.x is not installed")
+
+
+@pytest.mark.parametrize(
+    ("state", "report"),
+    [
+        ("INIT", LoopMachine.model_trained),
+        ("DFT", LoopMachine.explored),
+        ("TRAIN", LoopMachine.structures_ready),
+        ("DONE", LoopMachine.model_trained),
+        ("FAILED", LoopMachine.structures_ready),
+    ],
+)
+def test_a_report_the_state_does_not_expect_is_refused(state, report):
+    machine = LoopMachine(state, generation=1)
+    with pytest.raises(RunError, match=f"cannot take '{report.__name__}' in state {state}"):
+        report(machine)
+    assert (machine.state, machine.generation) == (state, 1)
+
+
+def test_an_unknown_state_is_refused():
+    with pytest.raises(RunError, match="unknown loop state 'RELAX'"):
+        LoopMachine("RELAX")
+
+
+def test_every_guard_in_the_table_has_a_reason():
+    assert {guard for *_, guards, _ in TABLE for guard in guards} == set(GUARD_FAILED)
+    assert {dest for _, _, dest, _, _ in TABLE} | {"INIT"} == set(STATES)
+
+
+SCRIPT = [
+    LoopMachine.structures_ready,
+    lambda m: m.labels_finished(LabelOutcome(6, 1, 0.5)),
+    LoopMachine.model_trained,
+    LoopMachine.explored,
+    lambda m: m.selection_finished(select(n_selected=2, labels_done=6, dft_budget=9)),
+    lambda m: m.labels_finished(LabelOutcome(2, 0, 0.5)),
+    LoopMachine.model_trained,
+    LoopMachine.explored,
+    lambda m: m.selection_finished(select(n_selected=2, labels_done=8, dft_budget=9)),
+    lambda m: m.labels_finished(LabelOutcome(1, 1, 0.5)),
+    LoopMachine.model_trained,
+    LoopMachine.explored,
+    lambda m: m.selection_finished(select(n_selected=2, labels_done=9, dft_budget=9)),
+]
+
+
+def test_replaying_the_log_restores_the_machine_after_every_step(tmp_path):
+    machine = LoopMachine()
+    with EventStore(tmp_path / EVENTS_FILE) as store:
+        store.append("state.entered", machine.entered("run started"))
+        for step in SCRIPT:
+            store.append("state.entered", step(machine))
+            run = fold(store.events())
+            assert (run.state, run.generation) == (machine.state, machine.generation)
+    assert (run.state, run.generation) == ("DONE", 2)
+    assert run.n_events == len(SCRIPT) + 1
+
+
+@pytest.mark.parametrize("crash_after", range(len(SCRIPT)))
+def test_a_machine_rebuilt_from_the_folded_log_continues_like_the_original(tmp_path, crash_after):
+    original = LoopMachine()
+    expected = [step(original) for step in SCRIPT]
+
+    with EventStore(tmp_path / EVENTS_FILE) as store:
+        first_run = LoopMachine()
+        for step in SCRIPT[:crash_after]:
+            store.append("state.entered", step(first_run))
+        resumed = LoopMachine.from_run_state(fold(store.events()))
+        continued = [step(resumed) for step in SCRIPT[crash_after:]]
+    assert continued == expected[crash_after:]
+
+
+def test_a_log_without_state_events_starts_at_init():
+    machine = LoopMachine.from_run_state(RunState())
+    assert (machine.state, machine.generation) == ("INIT", 0)
