@@ -1,0 +1,104 @@
+"""The INIT step: the starting structures, read from the user's files and built from a prototype.
+
+Each structure carries `info["source"]` ("fcc-Al rattled 2", "start.xyz[3]") so every later label says
+where its geometry came from. The same settings and seed always give the same structures.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+from autopipe.errors import ConfigError
+
+from .serialize import atoms_to_dict
+from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
+
+
+def initial_structures(settings: dict[str, Any], elements: list[str], seed: int) -> list[dict[str, Any]]:
+    """Starting structures as `atoms_to_dict` dicts: every frame of every file, then the generated ones.
+
+    `settings` is the `structures:` section (`StructuresSettings` as a dict); raises ConfigError naming
+    `structures.files[i]` or `structures.generator.*` when a file or prototype cannot give structures.
+
+    >>> [s["info"]["source"] for s in initial_structures(
+    ...     {"generator": {"prototype": "fcc", "rattled": 1, "strained": 1}}, ["Al"], seed=0)]
+    ['fcc-Al ideal', 'fcc-Al rattled 1', 'fcc-Al strained 1']
+    """
+    parsed = StructuresSettings.model_validate(settings)
+    structures = [
+        atoms for i, path in enumerate(parsed.files) for atoms in read_structure_file(path, i, elements)
+    ]
+    if parsed.generator is not None:
+        structures += generated_structures(parsed.generator.with_formula(elements), seed)
+    return [atoms_to_dict(atoms) for atoms in structures]
+
+
+def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Atoms]:
+    """All frames of one file, each a periodic cell made only of `elements`."""
+    key = f"structures.files[{index}]"
+    if not path.is_file():
+        raise ConfigError(f"{key}: the structure file {path} does not exist.")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as err:  # ASE's readers raise anything from ValueError to StopIteration
+        raise ConfigError(
+            f"{key}: ase.io.read cannot read {path} ({type(err).__name__}: {err}). Use a format ASE "
+            "recognises from the file name, e.g. extended XYZ (.xyz/.extxyz), .cif, .traj or POSCAR."
+        ) from err
+    if not frames:
+        raise ConfigError(f"{key}: {path} holds no structures.")
+    for frame, atoms in enumerate(frames):
+        foreign = sorted(set(atoms.get_chemical_symbols()) - set(elements))
+        if foreign:
+            raise ConfigError(
+                f"{key}: frame {frame} of {path} contains {', '.join(foreign)}, which is not in "
+                f"elements {elements}; add it to `elements` or remove those structures."
+            )
+        if atoms.cell.rank < 3:
+            raise ConfigError(
+                f"{key}: frame {frame} of {path} has no full 3D cell; DFT and MD here need periodic cells."
+            )
+        atoms.pbc = True
+        atoms.info["source"] = f"{path.name}[{frame}]"
+    return frames
+
+
+def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
+    """The ideal prototype cell, `rattled` copies with Gaussian noise, `strained` copies with random strain."""
+    ideal = prototype_cell(gen)
+    name = f"{gen.prototype}-{gen.formula}"
+    rng = np.random.default_rng(seed)
+    structures = [_with_source(ideal.copy(), f"{name} ideal")] if gen.include_ideal else []
+    for copy in range(1, gen.rattled + 1):
+        atoms = ideal.copy()
+        atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
+        structures.append(_with_source(atoms, f"{name} rattled {copy}"))
+    for copy in range(1, gen.strained + 1):
+        strain = rng.uniform(-gen.max_strain, gen.max_strain, size=(3, 3))
+        atoms = ideal.copy()
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
+        structures.append(_with_source(atoms, f"{name} strained {copy}"))
+    return structures
+
+
+def prototype_cell(gen: GeneratorSettings) -> Atoms:
+    """`ase.build.bulk` of the prototype, repeated to the supercell; ConfigError if ASE lacks a lattice constant."""
+    cubic = gen.cubic and gen.prototype not in NON_CUBIC
+    orthorhombic = gen.cubic and gen.prototype in NON_CUBIC
+    try:
+        atoms = bulk(gen.formula, gen.prototype, a=gen.a, c=gen.c, cubic=cubic, orthorhombic=orthorhombic)
+    except (ValueError, KeyError) as err:
+        raise ConfigError(
+            f"structures.generator.a: ASE has no reference lattice constant for {gen.formula} as "
+            f"{gen.prototype} ({err}); set `a` in Angstrom."
+        ) from err
+    return atoms.repeat(gen.supercell)
+
+
+def _with_source(atoms: Atoms, source: str) -> Atoms:
+    atoms.info["source"] = source
+    return atoms

@@ -1,0 +1,208 @@
+"""The `mlip-auto` command line.
+
+Every command runs inside one error boundary (`ErrorBoundary`, the app's click group): an `AutopipeError`
+becomes one clean paragraph on stderr and its exit code (2 bad input or usage, 1 run-time failure),
+Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. New commands only need
+`@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
+"""
+
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from ase.symbols import Symbols
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from autopipe.apps.structures import initial_structures
+from autopipe.config import SystemConfig, load_config
+from autopipe.errors import AutopipeError, UsageError
+from autopipe.events import EVENTS_FILE, EventStore
+from autopipe.logs import log_to_console
+from autopipe.workflow import run_project
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class ErrorBoundary(TyperGroup):
+    """The click group of `app`: maps exceptions from any command to a message and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors and explicit exits: Typer prints them and exits (2 for usage)
+        except AutopipeError as err:
+            _fail(ctx, str(err), err.exit_code)
+        except KeyboardInterrupt:
+            _fail(ctx, "Interrupted. Everything finished so far is kept.", 130)
+        except Exception as err:  # noqa: BLE001 - a bug: still one paragraph, the traceback with --debug
+            _fail(
+                ctx,
+                f"Unexpected internal error: {type(err).__name__}: {err}. "
+                "Re-run with `mlip-auto --debug ...` to see the traceback.",
+                1,
+            )
+
+
+def _fail(ctx: typer.Context, message: str, exit_code: int) -> None:
+    """Print the current exception's message (and traceback if --debug), then exit with `exit_code`."""
+    if ctx.params.get("debug"):
+        err_console.print_exception()
+    err_console.print(Text("Error: ", style="bold red") + Text(message), soft_wrap=True)
+    raise typer.Exit(exit_code)
+
+
+app = typer.Typer(
+    cls=ErrorBoundary,
+    name="mlip-auto",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks of errors.")] = False,
+) -> None:
+    """Unattended active learning of ACE potentials: DFT labels, Pacemaker fits, MD exploration."""
+
+
+@app.command()
+def validate(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The input.yaml to check.")],
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Project directory (default: <input dir>/<project.name>)."),
+    ] = None,
+) -> None:
+    """Check INPUT and show what a run would do; writes nothing."""
+    config = load_config(input_file, workdir)
+    structures = initial_structures(
+        config.structures.model_dump(mode="json"), config.elements, config.loop.seed
+    )
+    console.print(_summary(config, structures))
+    console.print(f"Project directory (not created by validate): {config.project_dir}", soft_wrap=True)
+    console.print(Text(f"{input_file} is valid.", style="bold green"))
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the example input.")] = Path("input.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example input.yaml to start from."""
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it.")
+    template = resources.files("autopipe").joinpath("templates/input.yaml").read_text(encoding="utf-8")
+    try:
+        path.write_text(template, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write {path}: {err.strerror}.") from err
+    console.print(f"Wrote {path}. Edit it, then check it with: mlip-auto validate {path}", soft_wrap=True)
+
+
+@app.command()
+def run(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The project's input.yaml.")],
+    site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--workdir", help="Project directory (default: <input dir>/<project.name>)."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every event appended.")] = False,
+) -> None:
+    """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""
+    log_to_console(verbose, err_console)
+    state, project = run_project(input_file, site, workdir)
+    outcome = "DONE" if state.outcome == "done" else "FAILED"
+    style = "bold green" if outcome == "DONE" else "bold red"
+    console.print(Text(f"{outcome}: {state.reason}", style=style), soft_wrap=True)
+    console.print(
+        f"generation {state.generation}, {len(state.labels_done())} labels "
+        f"({len(state.labels_failed())} failed), {len(state.models)} potentials in {project / 'potentials'}",
+        soft_wrap=True,
+    )
+    if outcome != "DONE":
+        raise typer.Exit(1)
+
+
+events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("list")
+def events_list(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind, e.g. task.failed.")] = None,
+    last: Annotated[int | None, typer.Option("--last", help="Only the last N events.")] = None,
+) -> None:
+    """Print the events of PROJECT, oldest first."""
+    with EventStore.open_existing(project / EVENTS_FILE) as store:
+        selected = [e for e in store.events() if kind is None or e.kind == kind]
+    table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
+    for event in selected[-last:] if last else selected:
+        table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
+    console.print(table)
+
+
+@events_app.command("verify")
+def events_verify(project: Annotated[Path, typer.Argument(help="The project directory.")]) -> None:
+    """Check the hash chain of PROJECT's log: exit 0 if intact, 1 with the first bad seq otherwise."""
+    with EventStore.open_existing(project / EVENTS_FILE) as store:
+        report = store.verify()
+    if report.ok:
+        console.print(Text(f"OK: {report.n_events} events, hash chain intact.", style="bold green"))
+        return
+    console.print(
+        Text(f"BAD at seq {report.first_bad_seq}: {report.reason}", style="bold red"), soft_wrap=True
+    )
+    raise typer.Exit(1)
+
+
+def _payload_text(payload: dict[str, Any], width: int = 160) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in payload.items() if k != "config")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _summary(config: SystemConfig, structures: list[dict[str, Any]]) -> Table:
+    """What the run will do, as the user would check it before starting."""
+    formulas = Counter(Symbols(s["numbers"]).get_chemical_formula() for s in structures)
+    dft = config.dft
+    if dft.engine == "qe":
+        pseudos = ", ".join(f"{el}: {dft.pseudopotentials[el]}" for el in config.elements)
+        dft_text = (
+            f"Quantum ESPRESSO ({dft.command}), accuracy {dft.accuracy}\n{pseudos}\nin {dft.pseudo_dir}"
+        )
+    else:
+        dft_text = "EMT (ASE's reference potential, for tests and demos)"
+    exploration = config.exploration
+    rows = {
+        "Project": config.project.name,
+        "Elements": ", ".join(config.elements),
+        "Starting structures": f"{len(structures)}: "
+        + ", ".join(f"{count} x {formula}" for formula, count in formulas.items()),
+        "DFT": dft_text,
+        "Training": f"{config.training.mode} ACE, accuracy {config.training.accuracy}, "
+        f"cutoff {config.training.cutoff} A",
+        "Exploration": f"{exploration.steps} MD steps at "
+        + ", ".join(f"{t:g}" for t in exploration.temperatures)
+        + f" K; select above gamma {exploration.gamma_select:g}, halt above {exploration.gamma_halt:g}",
+        "Selection": f"at most {config.selection.max_per_generation} per generation ({config.selection.method})",
+        "Loop": f"at most {config.loop.max_generations} generations, {config.loop.dft_budget} DFT labels, "
+        f"seed {config.loop.seed}",
+        "Config hash": config.config_hash()[:16],
+    }
+    table = Table(title="mlip-auto validate", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in rows.items():
+        table.add_row(name, Text(value))
+    return table
