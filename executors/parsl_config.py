@@ -1,0 +1,113 @@
+"""A validated site turned into a `parsl.Config`: the one place that knows Parsl's executor and provider classes."""
+
+import shlex
+import sys
+from pathlib import Path
+
+from parsl.addresses import address_by_hostname, address_by_interface
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
+from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
+from parsl.launchers.base import Launcher
+from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
+from parsl.providers.base import ExecutionProvider
+
+from .schema import (
+    HTEXConfig,
+    LauncherConfig,
+    LocalProviderConfig,
+    PBSProProviderConfig,
+    SiteConfig,
+    SlurmProviderConfig,
+    ThreadsConfig,
+)
+
+#: The interchange is started from this interpreter, so it is found whether or not the venv is activated.
+INTERCHANGE_COMMAND = [sys.executable, "-m", "parsl.executors.high_throughput.interchange"]
+
+
+def build_parsl_config(site: SiteConfig, run_dir: Path) -> Config:
+    """One Parsl executor per site executor block; Parsl's runinfo goes to `run_dir`.
+
+    Nothing is started: `parsl.load(config)` does that. Batch providers construct without a scheduler.
+    """
+    return Config(
+        executors=[_executor(block, site) for block in site.executors],
+        run_dir=str(run_dir),
+        strategy_period=site.strategy_period,
+    )
+
+
+def venv_path_line() -> str:
+    """Shell line putting this interpreter's bin first on PATH, where HTEX finds process_worker_pool.py."""
+    return f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"'
+
+
+def _executor(
+    block: HTEXConfig | ThreadsConfig, site: SiteConfig
+) -> HighThroughputExecutor | ThreadPoolExecutor:
+    if isinstance(block, ThreadsConfig):
+        return ThreadPoolExecutor(label=block.label, max_threads=block.max_threads)
+    local = isinstance(block.provider, LocalProviderConfig)
+    return HighThroughputExecutor(
+        label=block.label,
+        provider=_provider(block.provider, site.env),
+        address="127.0.0.1" if local else _address(block.interface),
+        interchange_launch_cmd=INTERCHANGE_COMMAND,
+        max_workers_per_node=block.max_workers_per_node,
+        cores_per_worker=block.cores_per_worker,
+        mem_per_worker=block.mem_per_worker,
+        available_accelerators=block.available_accelerators,
+        heartbeat_period=site.heartbeat_period,
+        heartbeat_threshold=site.heartbeat_threshold,
+    )
+
+
+def _address(interface: str | None) -> str:
+    return address_by_interface(interface) if interface else address_by_hostname()
+
+
+def _provider(
+    spec: LocalProviderConfig | SlurmProviderConfig | PBSProProviderConfig, env: dict[str, str]
+) -> ExecutionProvider:
+    """The site's worker_init (modules, ...) runs first, then the site's `env`, then the venv line: workers
+    must run the driver's Python and Parsl (HTEX refuses a version mismatch), even if a module put another
+    Python on PATH."""
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+    common = {
+        "nodes_per_block": spec.nodes_per_block,
+        "init_blocks": spec.init_blocks,
+        "min_blocks": spec.min_blocks,
+        "max_blocks": spec.max_blocks,
+        "worker_init": "\n".join(line for line in (spec.worker_init, exports, venv_path_line()) if line),
+        "launcher": _launcher(spec.launcher),
+    }
+    if isinstance(spec, LocalProviderConfig):
+        return LocalProvider(**common)
+    batch = dict(
+        common, account=spec.account, walltime=spec.walltime, scheduler_options=spec.scheduler_options
+    )
+    if isinstance(spec, SlurmProviderConfig):
+        return SlurmProvider(
+            partition=spec.partition,
+            qos=spec.qos,
+            constraint=spec.constraint,
+            cores_per_node=spec.cores_per_node,
+            mem_per_node=spec.mem_per_node,
+            gpus_per_node=spec.gpus_per_node,
+            exclusive=spec.exclusive,
+            **batch,
+        )
+    return PBSProProvider(
+        queue=spec.queue, cpus_per_node=spec.cpus_per_node, select_options=spec.select_options, **batch
+    )
+
+
+def _launcher(spec: LauncherConfig) -> Launcher:
+    if spec.type == "srun":
+        return SrunLauncher(overrides=spec.overrides)
+    if spec.type == "mpiexec":
+        return MpiExecLauncher(bind_cmd=spec.bind_cmd or "--bind-to", overrides=spec.overrides)
+    if spec.type == "simple":
+        return SimpleLauncher()
+    return SingleNodeLauncher()
