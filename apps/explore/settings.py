@@ -20,6 +20,9 @@ class ExplorationSettings(BaseModel):
     gamma_select: PositiveFloat = 5.0
     gamma_halt: PositiveFloat = 25.0
     max_frames_per_walker: PositiveInt = 20
+    min_distance: PositiveFloat = Field(
+        0.5, description="Angstrom; a closer pair of atoms means the trajectory has collapsed (walker stops)"
+    )
 
     @model_validator(mode="after")
     def _halt_above_select(self) -> "ExplorationSettings":

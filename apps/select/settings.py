@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 
 class SelectionSettings(BaseModel):
@@ -12,3 +12,6 @@ class SelectionSettings(BaseModel):
 
     method: Literal["max_gamma"] = "max_gamma"
     max_per_generation: PositiveInt = 8
+    min_step_separation: PositiveInt = Field(
+        20, description="MD steps; closer frames of one walker are near-duplicates (the higher gamma is kept)"
+    )

@@ -1,0 +1,135 @@
+"""One exploration walker: Langevin MD with the current ACE potential while watching its extrapolation grade.
+
+Every `check_interval` steps the per-atom grade gamma (pyace's D-optimality measure against the active
+set) is read; frames at or above `gamma_select` become candidates for DFT, and a frame at or above
+`gamma_halt` ends the walker, since the trajectory beyond it is no longer trustworthy.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import thermalize_momenta
+from pyace import PyACECalculator
+
+from autopipe.apps.structures import atoms_from_dict
+from autopipe.errors import ExplorationError
+
+from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates
+from .guards import explosion_reason
+from .settings import ExplorationSettings
+
+GAMMA_LOG = "gamma.csv"
+
+
+def load_calculator(potential: str, active_set: str) -> PyACECalculator:
+    """A PyACECalculator that reports per-atom gamma; setup problems become ExplorationError."""
+    for label, path in (("potential", potential), ("active set", active_set)):
+        if not Path(path).is_file():
+            raise ExplorationError(
+                f"The {label} file '{path}' does not exist. Exploration needs the Pacemaker potential "
+                "(.yaml) of the last TRAIN step and its active set (.asi, written by pace_activeset)."
+            )
+    try:
+        calc = PyACECalculator(str(potential))
+        calc.set_active_set(str(active_set))
+    except (ValueError, RuntimeError) as err:
+        raise ExplorationError(
+            f"Cannot load the ACE potential '{potential}' with active set '{active_set}': {err}. "
+            "The potential must be a Pacemaker B-basis .yaml and the .asi must be computed for it."
+        ) from err
+    return calc
+
+
+def _evaluate_start(atoms: Atoms, potential: str) -> None:
+    """Evaluate the starting frame so unsupported elements fail as a setup error, not mid-run."""
+    try:
+        atoms.get_potential_energy()
+    except (ValueError, RuntimeError) as err:
+        raise ExplorationError(
+            f"The ACE potential '{potential}' cannot evaluate the starting structure "
+            f"({atoms.get_chemical_formula()}): {err}"
+        ) from err
+
+
+def run_walker(
+    structure: dict[str, Any],
+    potential: str,
+    active_set: str,
+    settings: dict[str, Any],
+    temperature: float,
+    seed: int,
+    workdir: str,
+) -> dict[str, Any]:
+    """Run one Langevin walker in `workdir`; return its status and where its candidates are.
+
+    Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`) and
+    ``gamma.csv`` (one row per check). ``status`` is "finished" (all steps ran), "halted" (gamma reached
+    gamma_halt; that frame is a candidate) or "exploded" (see `explosion_reason`; that frame is dropped).
+    """
+    started = time.perf_counter()
+    opts = ExplorationSettings.model_validate(settings)
+    workdir_path = Path(workdir).resolve()
+    workdir_path.mkdir(parents=True, exist_ok=True)
+
+    calc = load_calculator(potential, active_set)
+    atoms = atoms_from_dict(structure)
+    atoms.calc = calc
+    _evaluate_start(atoms, potential)
+
+    rng = np.random.default_rng(seed)
+    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
+    dynamics = Langevin(
+        atoms,
+        timestep=opts.timestep_fs * units.fs,
+        temperature_K=temperature,
+        friction=opts.friction / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
+
+    pool = CandidatePool(opts.max_frames_per_walker)
+    status, reason, max_gamma = "finished", None, None
+    with open(workdir_path / GAMMA_LOG, "w") as log:
+        log.write("step,max_gamma,energy_per_atom,temperature_K\n")
+        while True:
+            step = dynamics.nsteps
+            energy = atoms.get_potential_energy()
+            reason = explosion_reason(atoms, energy, calc.cutoff, opts.min_distance)
+            if reason:
+                status = "exploded"
+                break
+            gamma = calc.results["gamma"]
+            frame_gamma = float(gamma.max())
+            max_gamma = frame_gamma if max_gamma is None else max(max_gamma, frame_gamma)
+            log.write(f"{step},{frame_gamma:.6g},{energy / len(atoms):.6f},{atoms.get_temperature():.1f}\n")
+            if frame_gamma >= opts.gamma_select:
+                pool.add(candidate_frame(atoms, gamma, step, temperature, seed))
+            if frame_gamma >= opts.gamma_halt:
+                status = "halted"
+                break
+            if step >= opts.steps:
+                break
+            try:
+                dynamics.run(min(opts.check_interval, opts.steps - step))
+            except RuntimeError:
+                if np.all(np.isfinite(atoms.positions)):
+                    raise
+                status, reason = "exploded", "non-finite positions"
+                break
+
+    candidates_path = workdir_path / CANDIDATES_FILE
+    write_candidates(pool.frames, candidates_path)
+    return {
+        "status": status,
+        "reason": reason,
+        "steps_done": int(dynamics.nsteps),
+        "max_gamma": max_gamma,
+        "n_candidates": len(pool.frames),
+        "candidates": str(candidates_path),
+        "wall_time": time.perf_counter() - started,
+        "temperature": float(temperature),
+    }
