@@ -5,11 +5,21 @@ the cell and the `accuracy` preset) and recorded with each label, so every store
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
+
+# pw.x keys the factory writes itself (from the fields above or the structure); dft.pw_input may not set them.
+# fmt: off
+MANAGED_PW_KEYS = {
+    "control": {"calculation", "tprnfor", "tstress", "outdir", "pseudo_dir", "prefix", "disk_io", "verbosity"},
+    "system": {"ibrav", "nat", "ntyp", "ecutwfc", "ecutrho", "occupations", "smearing", "degauss", "nspin", "nbnd",
+               "starting_magnetization", "celldm", "a", "b", "c", "cosab", "cosac", "cosbc"},
+    "electrons": {"conv_thr", "mixing_beta", "electron_maxstep", "diagonalization"},
+}
+# fmt: on
 
 
 class DFTSettings(BaseModel):
@@ -34,5 +44,33 @@ class DFTSettings(BaseModel):
     timeout: PositiveFloat = Field(3600.0, description="seconds per pw.x attempt")
     max_attempts: PositiveInt = Field(4, description="attempts per label incl. recoveries")
     omp_num_threads: PositiveInt = 1
-    min_distance_factor: float = Field(0.5, gt=0, le=1, description="reject atoms closer than this x covalent sum")
-    max_failed_fraction: float = Field(0.5, ge=0, le=1, description="run stops if more labels of a generation fail")
+    min_distance_factor: float = Field(
+        0.5, gt=0, le=1, description="reject atoms closer than this x covalent sum"
+    )
+    max_failed_fraction: float = Field(
+        0.5, ge=0, le=1, description="run stops if more labels of a generation fail"
+    )
+    pw_input: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="extra pw.x namelist values written as given, e.g. {electrons: {mixing_mode: local-TF}}",
+    )
+
+    @field_validator("pw_input")
+    @classmethod
+    def _pw_input_leaves_managed_keys_alone(
+        cls, value: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        sections = {"control", "system", "electrons"}
+        for section, entries in value.items():
+            if section.lower() not in sections:
+                raise ValueError(
+                    f"dft.pw_input.{section}: unknown namelist; allowed: {', '.join(sorted(sections))}"
+                )
+            for key in entries:
+                if key.lower().split("(")[0] in MANAGED_PW_KEYS[section.lower()]:
+                    raise ValueError(
+                        f"dft.pw_input.{section}.{key} is chosen by the DFT factory; set it with the dft "
+                        "settings (ecutwfc, ecutrho, kspacing, smearing, degauss, spin, conv_thr, mixing_beta, "
+                        "electron_maxstep) instead"
+                    )
+        return {section.lower(): dict(entries) for section, entries in value.items()}
