@@ -1,0 +1,123 @@
+"""The one place where apps become Parsl apps.
+
+Every task runs through `run_task` on a worker: it calls the app by its dotted name, then writes the app's
+result atomically to ``result.json`` in the task directory. That file is the task's data; the workflow's
+`task.completed` event points to it. A run killed after the file was written but before the event was
+appended adopts the file on resume instead of computing the task again.
+"""
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import psutil
+from parsl.app.app import python_app
+
+from autopipe.errors import AutopipeError
+
+RESULT_FILE = "result.json"
+
+#: Dotted names of the app functions each task kind calls.
+APP_FUNCTIONS = {
+    "init": "autopipe.apps.structures.generate:initial_structures",
+    "dft": "autopipe.apps.dft:label",
+    "train": "autopipe.apps.train:fit",
+    "explore": "autopipe.apps.explore:run_walker",
+    "select": "autopipe.apps.select:select_candidates",
+}
+
+
+def read_result(task_dir: Path) -> dict[str, Any] | None:
+    """The result a finished task left in its directory, or None if it never finished."""
+    path = Path(task_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def driver_identity() -> dict[str, Any]:
+    """Who submits: host, pid and start time of this process (start time guards against pid reuse)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+
+
+def _driver_alive(driver: dict[str, Any]) -> bool:
+    try:
+        return psutil.Process(driver["pid"]).create_time() == driver["started"]
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _abandon_when_driver_dies(driver: dict[str, Any], stop: threading.Event, period: float = 0.2) -> None:
+    """End this task, with its subprocesses (pw.x, pacemaker), if the run that submitted it was killed.
+
+    Parsl's worker pools outlive a SIGKILLed driver until their heartbeat times out; without this their
+    in-flight tasks would run on and race the resumed run for the same task directories. Only a driver on
+    the same host can be watched this way.
+    """
+    if driver["host"] != socket.gethostname() or driver["pid"] == os.getpid():
+        return
+
+    def watch() -> None:
+        while not stop.wait(period):
+            if not _driver_alive(driver):
+                for child in psutil.Process().children(recursive=True):
+                    child.kill()
+                os._exit(70)
+
+    threading.Thread(target=watch, name="autopipe-driver-watch", daemon=True).start()
+
+
+def run_task(function: str, kwargs: dict[str, Any], task_dir: str, driver: dict[str, Any]) -> dict[str, Any]:
+    """Run one app in a clean task directory and persist its result; executed on a Parsl worker.
+
+    Partial output of an interrupted earlier attempt is removed first, so nothing half-written is reused.
+    Errors the app raises on purpose (`AutopipeError`) come back as ``{"error": {...}}`` rather than as an
+    exception, so their `kind` survives the trip between processes.
+    """
+    stop = threading.Event()
+    _abandon_when_driver_dies(driver, stop)
+    try:
+        return _run_in(Path(task_dir), function, kwargs)
+    finally:
+        stop.set()
+
+
+def _run_in(directory: Path, function: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    module_name, attribute = function.split(":")
+    app = getattr(importlib.import_module(module_name), attribute)
+    start = time.perf_counter()
+    try:
+        result = {"value": app(**kwargs)}
+    except AutopipeError as exc:
+        result = {"error": {"kind": getattr(exc, "kind", type(exc).__name__), "message": str(exc)}}
+    result["wall_time"] = time.perf_counter() - start
+    tmp = directory / (RESULT_FILE + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(result, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, directory / RESULT_FILE)
+    return result
+
+
+class Dispatcher:
+    """Submits tasks of a kind to the executor the site maps that kind to."""
+
+    def __init__(self, executor_for: dict[str, str]):
+        self._apps = {kind: python_app(run_task, executors=[label]) for kind, label in executor_for.items()}
+        self._driver = driver_identity()
+
+    def submit(self, kind: str, kwargs: dict[str, Any], task_dir: Path) -> Future:
+        """Start one task; `kind` picks both the app function and the executor."""
+        executor_kind = {"init": "light", "select": "light", "explore": "md"}.get(kind, kind)
+        return self._apps[executor_kind](APP_FUNCTIONS[kind], kwargs, str(task_dir), self._driver)

@@ -1,0 +1,479 @@
+"""WorkflowManager: drives the loop machine, submits each stage's tasks through Parsl, records every step.
+
+The event log is the checkpoint. Each stage handler is written to be re-entered after a crash: tasks whose
+keys the log marks completed are not run again, tasks that were submitted but never finished are adopted from
+the result they left in their task directory or else submitted again, and data (the structure database, the
+potential files) is written before the event that points to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autopipe import __version__
+from autopipe.apps.structures import atoms_to_dict
+from autopipe.config import SystemConfig
+from autopipe.database import DatabaseManager
+from autopipe.dispatch import Dispatcher, read_result
+from autopipe.errors import ConfigError, RunError
+from autopipe.events import EventStore, RunState, fold
+from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
+
+log = logging.getLogger("autopipe")
+
+#: DFT settings that change how a label is run but not what it computes: not part of a label's task key.
+OPERATIONAL_DFT_KEYS = {"command", "timeout", "max_attempts", "omp_num_threads", "max_failed_fraction"}
+
+_UUID_NAMESPACE = uuid.UUID("6f1c0a5e-3b7e-4d0c-9a51-2d8f8e0b7c11")
+
+
+def task_key(kind: str, inputs: Any) -> str:
+    """A deterministic key for a task: its kind and a hash of everything it computes from."""
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def structure_uuid(key: str, index: int) -> str:
+    """The uuid of the index-th structure a task produced: the same on every replay of that task."""
+    return str(uuid.uuid5(_UUID_NAMESPACE, f"{key}/{index}"))
+
+
+class Project:
+    """The files of one project directory (see docs/resume.md for the layout)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.events = root / "events.sqlite"
+        self.structures = root / "structures.db"
+        self.potentials = root / "potentials"
+        self.logs = root / "logs"
+
+    def generation_dir(self, generation: int) -> Path:
+        return self.root / "generations" / f"gen_{generation:03d}"
+
+    def potential(self, generation: int, suffix: str) -> Path:
+        return self.potentials / f"gen_{generation:03d}{suffix}"
+
+
+class WorkflowManager:
+    """Runs (or resumes) one project to DONE or FAILED; the only writer of its event log."""
+
+    def __init__(self, config: SystemConfig, site_name: str, executor_for: dict[str, str], input_text: str):
+        self.config = config
+        self.site_name = site_name
+        self.project = Project(config.project_dir)
+        self.input_text = input_text
+        self.executor_for = executor_for
+        self.store: EventStore
+        self.db: DatabaseManager
+        self.dispatcher: Dispatcher
+        self.run_state: RunState
+        self.machine: LoopMachine
+
+    # --- start and resume ------------------------------------------------------------------------------
+
+    def check_compatible(self, store: EventStore) -> None:
+        """Refuse to resume a project that was started from a different input (nothing is written)."""
+        state = fold(store.events())
+        if state.config_hash in (None, self.config.config_hash()):
+            return
+        before = SystemConfig.model_validate({**state.config, "project_dir": self.config.project_dir})
+        changed = _changed_keys(before.model_dump(mode="json"), self.config.model_dump(mode="json"))
+        raise ConfigError(
+            f"{self.project.root} was started from a different input: {', '.join(changed) or 'settings'} "
+            "changed. Resume with the input the run was started with (its copy is input.yaml in the project "
+            "directory), or choose another --workdir for a new run."
+        )
+
+    def open(self, store: EventStore) -> None:
+        """Record the start or the resumption of the run; write the project's files on first start."""
+        self.store = store
+        self.db = DatabaseManager(self.project.structures)
+        self.dispatcher = Dispatcher(self.executor_for)
+        self.run_state = fold(store.events())
+        if self.run_state.config_hash is None:
+            self.project.potentials.mkdir(parents=True, exist_ok=True)
+            config_json = self.config.model_dump(mode="json")
+            (self.project.root / "input.yaml").write_text(self.input_text)
+            (self.project.root / "system.json").write_text(json.dumps(config_json, indent=2))
+            self.db.set_metadata({"config": config_json, "config_hash": self.config.config_hash()})
+            self.append(
+                "run.started",
+                {
+                    "config_hash": self.config.config_hash(),
+                    "config": config_json,
+                    "autopipe_version": __version__,
+                    "site": self.site_name,
+                },
+            )
+        elif not self.run_state.finished:
+            self.append(
+                "run.resumed",
+                {
+                    "config_hash": self.config.config_hash(),
+                    "site": self.site_name,
+                    "pending_tasks": len(self.run_state.pending_keys),
+                },
+            )
+        self.machine = LoopMachine.from_run_state(self.run_state)
+        if self.run_state.state is None:
+            self.append("state.entered", self.machine.entered("run started"))
+
+    def append(self, kind: str, payload: Any) -> None:
+        """Append one event durably and fold it into the run state kept in memory."""
+        event = self.store.append(kind, payload)
+        self.run_state = fold([event], self.run_state)
+        log.debug("event %d %s %s", event.seq, kind, _brief(event.payload))
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> RunState:
+        """Drive the machine until DONE or FAILED; returns the final run state."""
+        stages = {
+            "INIT": self.stage_init,
+            "DFT": self.stage_dft,
+            "TRAIN": self.stage_train,
+            "EXPLORE": self.stage_explore,
+            "SELECT": self.stage_select,
+        }
+        while self.machine.state in stages:
+            log.info("%s generation %d", self.machine.state, self.machine.generation)
+            stages[self.machine.state](self.machine.generation)
+        if not self.run_state.finished:
+            outcome = "done" if self.machine.state == "DONE" else "failed"
+            self.append(
+                "run.finished",
+                {"outcome": outcome, "reason": self._last_reason(), "generation": self.machine.generation},
+            )
+        return self.run_state
+
+    def _last_reason(self) -> str:
+        for event in reversed(self.store.events(after_seq=max(0, self.run_state.last_seq - 50))):
+            if event.kind == "state.entered":
+                return event.payload["reason"]
+        return ""
+
+    def enter(self, payload: Any) -> None:
+        self.append("state.entered", payload)
+        log.info("-> %s (generation %d): %s", payload.state, payload.generation, payload.reason)
+
+    # --- tasks -------------------------------------------------------------------------------------------
+
+    def run_tasks(self, kind: str, generation: int, specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Run every task of `specs` not yet finished, all at once, recording each as it ends.
+
+        Each spec holds `key`, `label`, `kwargs`, `task_dir` and optionally `on_success(result)`, called
+        (data first) before the `task.completed` event. Returns the outcome per key: the app's value, or
+        ``{"failed": ...}`` for tasks that failed.
+        """
+        futures: dict[Future, dict[str, Any]] = {}
+        for spec in specs:
+            record = self.run_state.tasks.get(spec["key"])
+            if record is not None and record.status != "submitted":
+                continue
+            left_behind = read_result(spec["task_dir"]) if record is not None else None
+            if left_behind is not None:
+                log.info("adopting the finished result of %s left by an interrupted run", spec["key"])
+                self._finish(kind, generation, spec, left_behind)
+                continue
+            if record is None:
+                submitted = {"key": spec["key"], "kind": kind, "generation": generation, "label": spec["label"]}
+                self.append("task.submitted", submitted)
+            else:
+                self.append(
+                    "task.retried",
+                    {"key": spec["key"], "kind": kind, "generation": generation, "reason": "run resumed"},
+                )
+            futures[self.dispatcher.submit(kind, spec["kwargs"], spec["task_dir"])] = spec
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = futures.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - an app bug or a lost worker fails the task, not the run
+                    outcome = {"error": {"kind": type(exc).__name__, "message": str(exc)}, "wall_time": 0.0}
+                self._finish(kind, generation, spec, outcome)
+        return {spec["key"]: self._outcome(spec["key"]) for spec in specs}
+
+    def _finish(self, kind: str, generation: int, spec: dict[str, Any], outcome: dict[str, Any]) -> None:
+        base = {"key": spec["key"], "kind": kind, "generation": generation}
+        value = outcome.get("value")
+        failure = outcome.get("error") or _failure_in(value)
+        if failure is None and spec.get("on_success"):
+            spec["on_success"](value)
+        if failure is None:
+            self.append("task.completed", {**base, "result": _summary(value), "wall_time": outcome["wall_time"]})
+            return
+        self.append(
+            "task.failed",
+            {
+                **base,
+                "failure_kind": failure["kind"],
+                "message": failure["message"],
+                "attempts": (value or {}).get("attempts", []),
+            },
+        )
+        log.warning("%s %s failed (%s): %s", kind, spec["label"] or spec["key"], failure["kind"], failure["message"])
+
+    def _outcome(self, key: str) -> dict[str, Any]:
+        record = self.run_state.tasks[key]
+        if record.status == "completed":
+            return read_result_value(record.result)
+        return {"failed": record.failure_kind, "message": record.message}
+
+    def task_dir(self, generation: int, stage: str, name: str) -> Path:
+        return self.project.generation_dir(generation) / stage / name
+
+    # --- stages ------------------------------------------------------------------------------------------
+
+    def stage_init(self, generation: int) -> None:
+        """Build the starting structures and put them in the database as generation 0."""
+        kwargs = {
+            "settings": self.config.structures.model_dump(mode="json"),
+            "elements": list(self.config.elements),
+            "seed": self.config.loop.seed,
+        }
+        key = task_key("init", kwargs)
+
+        def store(structures: list[dict[str, Any]]) -> None:
+            uuids = [
+                self.db.add_structure(s, config_type="initial", generation=0, source=s["info"].get("source", ""),
+                                      uuid=structure_uuid(key, i))
+                for i, s in enumerate(structures)
+            ]
+            self.append("structures.added", {"generation": 0, "config_type": "initial", "uuids": uuids})
+
+        spec = {"key": key, "label": "initial structures", "kwargs": kwargs,
+                "task_dir": self.task_dir(0, "init", key), "on_success": store}
+        outcome = self.run_tasks("init", generation, [spec])[key]
+        if "failed" in outcome:
+            raise RunError(f"the starting structures could not be built: {outcome['message']}")
+        self.enter(self.machine.structures_ready())
+
+    def stage_dft(self, generation: int) -> None:
+        """Label every structure of the generation; all submitted at once, each recorded as it finishes."""
+        settings = self.config.dft.model_dump(mode="json")
+        physics = {k: v for k, v in settings.items() if k not in OPERATIONAL_DFT_KEYS}
+        specs = []
+        for type_uuids in self.run_state.structures.get(generation, {}).values():
+            for structure_id in type_uuids:
+                structure = atoms_to_dict(self.db.get(structure_id))
+                key = task_key("dft", {"structure": _geometry(structure), "dft": physics})
+
+                def store(result: dict[str, Any], structure_id: str = structure_id, key: str = key) -> None:
+                    self.db.add_label(structure_id, result, task_key=key)
+
+                specs.append({"key": key, "label": structure_id, "on_success": store,
+                              "kwargs": {"structure": structure, "settings": settings,
+                                         "workdir": str(self.task_dir(generation, "dft", key) / "run")},
+                              "task_dir": self.task_dir(generation, "dft", key)})
+        outcomes = self.run_tasks("dft", generation, specs)
+        n_failed = sum("failed" in o for o in outcomes.values())
+        n_done = len(outcomes) - n_failed
+        if generation not in self.run_state.datasets:
+            self.append("dataset.extended", {"generation": generation, "n_new": n_done,
+                                             "n_total": self.db.count_labels()})
+        self.enter(self.machine.labels_finished(
+            LabelOutcome(n_done=n_done, n_failed=n_failed,
+                         max_failed_fraction=self.config.dft.max_failed_fraction)))
+
+    def stage_train(self, generation: int) -> None:
+        """Fit a potential on every label so far; copy it to potentials/gen_NNN.* before announcing it."""
+        dataset_ids = sorted(r.label for r in self.run_state.labels_done())
+        settings = self.config.training.model_dump(mode="json")
+        key = task_key("train", {"generation": generation, "labels": dataset_ids, "training": settings,
+                                 "elements": list(self.config.elements)})
+        task_dir = self.task_dir(generation, "train", key)
+        dataset = self.project.generation_dir(generation) / "train" / "dataset.extxyz"
+        if key not in self.run_state.tasks:
+            dataset.parent.mkdir(parents=True, exist_ok=True)
+            self.db.export_extxyz(dataset, uuids=dataset_ids)
+        previous = self.run_state.models.get(generation - 1, {}).get("potential")
+
+        def publish(result: dict[str, Any]) -> None:
+            shutil.copyfile(result["potential"], self.project.potential(generation, ".yaml"))
+            shutil.copyfile(result["active_set"], self.project.potential(generation, ".asi"))
+            if result.get("potential_yace"):
+                shutil.copyfile(result["potential_yace"], self.project.potential(generation, ".yace"))
+
+        spec = {"key": key, "label": f"gen {generation} ({len(dataset_ids)} labels)", "on_success": publish,
+                "kwargs": {"dataset": str(dataset), "settings": settings, "elements": list(self.config.elements),
+                           "workdir": str(task_dir / "fit"), "initial_potential": previous},
+                "task_dir": task_dir}
+        result = self.run_tasks("train", generation, [spec])[key]
+        if "failed" in result:
+            self.enter(self.machine.fail(f"training failed ({result['failed']}): {result['message']}"))
+            return
+        if generation not in self.run_state.models:
+            self.append("model.trained", {
+                "generation": generation,
+                "potential": str(self.project.potential(generation, ".yaml")),
+                "active_set": str(self.project.potential(generation, ".asi")),
+                "metrics": result["metrics"], "n_train": result["n_train"],
+                "n_validation": result["n_validation"],
+            })
+        self.enter(self.machine.model_trained())
+
+    def stage_explore(self, generation: int) -> None:
+        """Run MD walkers with this generation's potential, started from the labelled initial structures."""
+        model = self.run_state.models[generation]
+        starts = [r.label for r in self.run_state.labels_done(0)]
+        settings = self.config.exploration.model_dump(mode="json")
+        specs = []
+        index = 0
+        for temperature in settings["temperatures"]:
+            for _ in range(settings["walkers_per_temperature"]):
+                start = sorted(starts)[index % len(starts)]
+                seed = self.config.loop.seed * 100_003 + generation * 1_009 + index
+                kwargs = {"structure": atoms_to_dict(self.db.get(start)), "potential": model["potential"],
+                          "active_set": model["active_set"], "settings": settings,
+                          "temperature": temperature, "seed": seed}
+                key = task_key("explore", {**kwargs, "generation": generation})
+                task_dir = self.task_dir(generation, "explore", f"walker_{index:03d}")
+                kwargs["workdir"] = str(task_dir / "md")
+                specs.append({"key": key, "label": f"walker {index} at {temperature:g} K", "kwargs": kwargs,
+                              "task_dir": task_dir})
+                index += 1
+        outcomes = self.run_tasks("explore", generation, specs)
+        finished = [o for o in outcomes.values() if "failed" not in o]
+        if not finished:
+            self.enter(self.machine.fail("every MD walker failed"))
+            return
+        if generation not in self.run_state.explorations:
+            gammas = [o["max_gamma"] for o in finished if o.get("max_gamma") is not None]
+            self.append("exploration.finished", {
+                "generation": generation, "n_walkers": len(outcomes),
+                "n_candidates": sum(o["n_candidates"] for o in finished),
+                "max_gamma": max(gammas) if gammas else None,
+                "halted": sum(o["status"] == "halted" for o in finished),
+            })
+        self.enter(self.machine.explored())
+
+    def stage_select(self, generation: int) -> None:
+        """Pick the next generation's structures from the walkers' candidates, within the DFT budget."""
+        files = sorted(
+            o["candidates"]
+            for r in self.run_state.tasks.values()
+            if r.kind == "explore" and r.generation == generation and r.status == "completed"
+            for o in [read_result_value(r.result)]
+        )
+        labels_done = len(self.run_state.labels_done())
+        limit = max(0, self.config.loop.dft_budget - labels_done)
+        kwargs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
+                  "gamma_select": self.config.exploration.gamma_select, "limit": limit}
+        key = task_key("select", {**kwargs, "generation": generation})
+        task_dir = self.task_dir(generation, "select", key)
+
+        def store(result: dict[str, Any]) -> None:
+            uuids = [
+                self.db.add_structure(s, config_type="md", generation=generation + 1,
+                                      source=str(s["info"].get("source", "")), uuid=structure_uuid(key, i))
+                for i, s in enumerate(result["selected"])
+            ]
+            self.append("structures.added", {"generation": generation + 1, "config_type": "md", "uuids": uuids})
+            self.append("selection.made", {"generation": generation, "uuids": uuids,
+                                           "n_candidates": result["n_candidates"]})
+
+        spec = {"key": key, "label": f"gen {generation}", "on_success": store,
+                "kwargs": {**kwargs, "workdir": str(task_dir / "select")}, "task_dir": task_dir}
+        outcome = self.run_tasks("select", generation, [spec])[key]
+        if "failed" in outcome:
+            self.enter(self.machine.fail(f"selection failed: {outcome['message']}"))
+            return
+        n_selected = len(self.run_state.selections[generation]["uuids"])
+        self.enter(self.machine.selection_finished(SelectOutcome(
+            n_selected=n_selected, labels_done=labels_done, dft_budget=self.config.loop.dft_budget,
+            max_generations=self.config.loop.max_generations)))
+
+
+def read_result_value(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The result recorded in a `task.completed` event."""
+    return summary or {}
+
+
+def _geometry(structure: dict[str, Any]) -> dict[str, Any]:
+    return {k: structure[k] for k in ("numbers", "positions", "cell", "pbc")}
+
+
+def _failure_in(value: Any) -> dict[str, str] | None:
+    """A DFT result that did not give a label ("failed" or "rejected") is a failed task."""
+    if isinstance(value, dict) and value.get("status") in ("failed", "rejected"):
+        failure = value.get("failure") or {}
+        return {"kind": failure.get("kind", value["status"]), "message": failure.get("message", value["status"])}
+    return None
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    """What a `task.completed` event keeps of a result: everything but bulky per-atom arrays."""
+    if isinstance(value, list):
+        return {"n_items": len(value)}
+    return {k: v for k, v in (value or {}).items() if k not in ("forces", "selected", "stress")}
+
+
+def _brief(payload: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in payload.items() if isinstance(v, (str, int, float)))[:200]
+
+
+def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted key paths whose values differ between two JSON documents."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            path
+            for key in sorted(set(before) | set(after))
+            for path in _changed_keys(before.get(key), after.get(key), f"{prefix}{key}.")
+        ]
+    return [] if before == after else [prefix.rstrip(".")]
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -> tuple[RunState, Path]:
+    """Create or resume the project `input_path` describes and run it to DONE or FAILED.
+
+    Returns the final run state and the project directory.
+
+    Every check that can refuse the run (input, site, a second concurrent run, an incompatible input)
+    happens before anything is written to the project.
+    """
+    import parsl
+
+    from autopipe.config import load_config
+    from autopipe.events import run_lock
+    from autopipe.executors import build_parsl_config, load_site
+    from autopipe.logs import log_to_file
+
+    config = load_config(input_path, workdir)
+    site = load_site(site_name)
+    if site.dft_command and config.dft.engine == "qe":
+        config = config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
+    project = Project(config.project_dir)
+    if project.events.exists():
+        with EventStore.open_existing(project.events) as existing:
+            manager = WorkflowManager(config, site.name, {}, "")
+            manager.check_compatible(existing)
+    project.root.mkdir(parents=True, exist_ok=True)
+    with run_lock(project.root), EventStore(project.events) as store:
+        log_to_file(project.logs / "autopipe.log")
+        executor_for = {kind: site.executor_for(kind) for kind in ("dft", "train", "md", "light")}
+        manager = WorkflowManager(config, site.name, executor_for, input_path.read_text())
+        manager.open(store)
+        if manager.run_state.finished:
+            return manager.run_state, project.root
+        dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))
+        try:
+            return manager.run(), project.root
+        finally:
+            dfk.cleanup()
+            parsl.clear()
