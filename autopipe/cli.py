@@ -19,6 +19,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from autopipe.apps.dft import choose_parameters
 from autopipe.apps.structures import initial_structures
 from autopipe.config import SystemConfig, load_config
 from autopipe.errors import AutopipeError, UsageError
@@ -89,6 +90,8 @@ def validate(
         config.structures.model_dump(mode="json"), config.elements, config.loop.seed
     )
     console.print(_summary(config, structures))
+    if config.dft.engine == "qe":
+        console.print(_dft_parameters(config, structures))
     console.print(f"Project directory (not created by validate): {config.project_dir}", soft_wrap=True)
     console.print(Text(f"{input_file} is valid.", style="bold green"))
 
@@ -170,6 +173,25 @@ def events_verify(project: Annotated[Path, typer.Argument(help="The project dire
 def _payload_text(payload: dict[str, Any], width: int = 160) -> str:
     text = ", ".join(f"{k}={v}" for k, v in payload.items() if k != "config")
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _dft_parameters(config: SystemConfig, structures: list[dict[str, Any]]) -> Table:
+    """The pw.x parameters the heuristics choose for each starting structure (docs/dft.md has the rules)."""
+    settings = config.dft.model_dump(mode="json")
+    table = Table("structure", "ecutwfc / ecutrho (Ry)", "k-points", "smearing", "spin", "conv_thr (Ry)",
+                  title="DFT parameters chosen per starting structure", title_justify="left")
+    for structure in structures:
+        p = choose_parameters(structure, settings)
+        spin = "off" if p["nspin"] == 1 else ", ".join(f"{el} {m:g}" for el, m in p["starting_magnetization"].items())
+        table.add_row(
+            Text(f"{Symbols(structure['numbers']).get_chemical_formula()} {structure['info'].get('source', '')}"),
+            f"{p['ecutwfc']:g} / {p['ecutrho']:g}",
+            "x".join(map(str, p["kpts"])),
+            f"{p['smearing']} {p['degauss']:g}",
+            spin,
+            f"{p['conv_thr']:.1e}",
+        )
+    return table
 
 
 def _summary(config: SystemConfig, structures: list[dict[str, Any]]) -> Table:

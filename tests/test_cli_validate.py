@@ -193,10 +193,23 @@ def test_valid_input_prints_a_summary_and_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_quickstart_example_validates(tmp_path, monkeypatch):
+    project = QUICKSTART.parent / "al_quickstart"
+    existed = project.exists()  # the demo may have run here already
     result = invoke(tmp_path, monkeypatch, "validate", str(QUICKSTART))
     assert result.exit_code == 0, result.output
     assert "Al.pz-vbc.UPF" in result.stdout and "300, 600 K" in result.stdout
-    assert not (QUICKSTART.parent / "al_quickstart").exists()
+    assert project.exists() == existed
+
+
+def test_validate_shows_the_dft_parameters_chosen_per_structure(tmp_path, monkeypatch):
+    """Al.pz-vbc is norm-conserving with no suggested cutoff: 30 Ry x 0.8 (fast), ecutrho 4x; k-spacing
+    0.4/A on the 4.05 A cubic cell gives 4x4x4 (docs/dft.md)."""
+    result = invoke(tmp_path, monkeypatch, "validate", str(QUICKSTART))
+    assert result.exit_code == 0, result.output
+    assert "DFT parameters chosen per starting structure" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if "fcc-Al" in line]
+    assert len(rows) == 19
+    assert all("24 / 96" in row and "4x4x4" in row and "mv 0.0275" in row for row in rows)
 
 
 def test_init_writes_an_input_that_validates_and_refuses_to_overwrite(tmp_path, monkeypatch):
