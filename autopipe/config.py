@@ -9,11 +9,9 @@ import hashlib
 import json
 import os
 import re
-import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from ase.calculators.emt import parameters as emt_parameters
 from ase.data import chemical_symbols
 from pydantic import (
@@ -22,7 +20,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -35,9 +32,10 @@ from autopipe.apps.structures.generate import initial_structures
 from autopipe.apps.structures.settings import StructuresSettings, formula_symbols
 from autopipe.apps.train.settings import TrainingSettings
 from autopipe.errors import ConfigError
+from autopipe.validation import Wording, load_model
 
 EMT_ELEMENTS = tuple(sorted(emt_parameters))
-REFERENCE_DOC = "docs/input-reference.md"
+INPUT_WORDING = Wording(reference="docs/input-reference.md")
 
 
 def _project_name(name: str) -> str:
@@ -166,10 +164,7 @@ def load_config(path: Path, workdir: Path | None = None) -> SystemConfig:
     the starting structures can be read or built.
     """
     path = Path(path)
-    try:
-        minimal = MinimalConfig.model_validate(read_yaml(path))
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, path)) from err
+    minimal = load_model(path, MinimalConfig, INPUT_WORDING)
     try:
         config = expand(minimal, path.parent, workdir)
         if config.dft.engine == "qe":
@@ -178,129 +173,3 @@ def load_config(path: Path, workdir: Path | None = None) -> SystemConfig:
     except ConfigError as err:
         raise ConfigError(f"Invalid input in {path}: {err}") from err
     return config
-
-
-class _InputLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML would silently keep the last) and
-    reads only true/false as booleans, so `spin: off` stays the word 'off' (as in YAML 1.2)."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"the key {key!r} appears twice in one section", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_InputLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file, read with a safe loader; ConfigError says what and where."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ConfigError(f"The input file {path.absolute()} does not exist.") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"The input file {path} cannot be read as UTF-8 text: {err}.") from err
-    try:
-        data = yaml.load(text, Loader=_InputLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML: {err.problem}{where}.") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}.") from err
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: the top level must be a mapping of sections (project:, elements:, structures:, ...), "
-            f"not {type(data).__name__ if data is not None else 'an empty document'}."
-        )
-    return data
-
-
-def format_validation_error(err: ValidationError, path: Path, root: type[BaseModel] = MinimalConfig) -> str:
-    """All of pydantic's errors as one paragraph, one line per key, without pydantic's own boilerplate.
-
-    A value that fails every member of a union (e.g. 'auto' or a mapping) gets one line listing each way.
-    """
-    by_key: dict[str, list[str]] = {}
-    for error in err.errors(include_url=False):
-        head, message = _describe(error, root)
-        if not head or message.startswith(head.split(" = ")[0]):  # the message names its own key
-            head, message = message, ""
-        by_key.setdefault(head, []).append(message)
-    lines = [
-        f"{head}: {', or '.join(messages)}" if any(messages) else head for head, messages in by_key.items()
-    ]
-    return (
-        f"Invalid input in {path}:\n"
-        + "\n".join(f"  - {line}" for line in lines)
-        + f"\nEvery key is described in {REFERENCE_DOC}."
-    )
-
-
-# Names pydantic puts into an error location for the members of a union ("literal['auto']", "str").
-_UNION_TAG = re.compile(r".*\[.*\]|str|int|float|bool|none")
-
-
-def _describe(error: dict[str, Any], root: type[BaseModel]) -> tuple[str, str]:
-    """(key path with the bad value, what is wrong and what is allowed) for one pydantic error."""
-    loc = [p for p in error["loc"] if not (isinstance(p, str) and (p == "[key]" or _UNION_TAG.fullmatch(p)))]
-    key, value = _key_path(loc), error.get("input")
-    shown = key if isinstance(value, dict) or error["type"] == "missing" else f"{key} = {_short(value)}"
-    if error["type"] == "extra_forbidden":
-        section = _section_model(root, loc[:-1])
-        where = f"in {_key_path(loc[:-1])}" if loc[:-1] else "at the top level"
-        return key, "unknown key" + (
-            f"; allowed keys {where}: {', '.join(section.model_fields)}" if section else ""
-        )
-    if error["type"] == "missing":
-        return key, "required key is missing"
-    if error["type"] == "model_type":
-        return shown, f"must be a section with keys {', '.join(_section_model(root, loc).model_fields)}"
-    if error["type"] == "too_short":
-        return shown, f"must have at least {error['ctx']['min_length']} item(s)"
-    return shown, error["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1)
-
-
-def _key_path(loc: list[str | int]) -> str:
-    """('exploration', 'temperatures', 1) -> 'exploration.temperatures[1]'."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _section_model(root: type[BaseModel], loc: list[str | int]) -> type[BaseModel] | None:
-    """The pydantic model that validates the section at `loc` (None if `loc` is not a model section)."""
-    model: type[BaseModel] | None = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model else None
-        model = _model_in(field.annotation) if field else None
-    return model
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next(filter(None, (_model_in(arg) for arg in typing.get_args(annotation))), None)

@@ -1,20 +1,24 @@
 """Finding and reading site YAML files; every problem becomes one `ConfigError` paragraph naming the key."""
 
 from pathlib import Path
-from typing import Any
-
-import yaml
-from pydantic import BaseModel, ValidationError
 
 from autopipe.errors import ConfigError
+from autopipe.validation import Wording, load_model
 
-from .schema import TAGGED_MODELS, SiteConfig, models_in
+from .schema import SiteConfig
 
 #: Where site names are looked up, first match wins: the repository's folder, then the copies in the package
 #: (so an installed wheel still knows the built-in sites).
 SITE_DIRS = (
     Path(__file__).resolve().parent.parent / "site-configs",
     Path(__file__).resolve().parent / "sites",
+)
+
+#: Site errors keep their own wording: the bad value after the problem, and the keys allowed "here".
+SITE_WORDING = Wording(
+    reference="docs/sites.md",
+    value="{key}: {problem} (got {value})",
+    unknown_key="unknown key (allowed here: {allowed})",
 )
 
 
@@ -34,21 +38,7 @@ def load_site(name_or_path: str | Path) -> SiteConfig:
 
 def parse_site(path: Path) -> SiteConfig:
     """Validate one site YAML file."""
-    try:
-        with open(path) as stream:
-            raw = yaml.safe_load(stream)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Site config '{path}' is not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"Site config '{path}' must be a mapping with the keys {', '.join(SiteConfig.model_fields)}; "
-            f"got {type(raw).__name__}."
-        )
-    try:
-        return SiteConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise ConfigError(f"Site config '{path}' is invalid: {problems}.") from None
+    return load_model(Path(path), SiteConfig, SITE_WORDING)
 
 
 def _locate(name_or_path: str) -> Path:
@@ -65,46 +55,3 @@ def _locate(name_or_path: str) -> Path:
         f"Unknown site '{name_or_path}'. Available sites: {', '.join(available_sites())}; "
         "or give the path of a site YAML file."
     )
-
-
-def _describe(error: dict[str, Any]) -> str:
-    """One pydantic error as 'key: what is wrong (got value)'."""
-    key, model = _key_path(error["loc"])
-    kind, ctx = error["type"], error.get("ctx", {})
-    if kind == "extra_forbidden":
-        allowed = ", ".join(model.model_fields) if model else "none"
-        return f"{key}: unknown key (allowed here: {allowed})"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        tag_key = key + "." + ctx["discriminator"].strip("'")
-        if kind == "union_tag_not_found":
-            return f"{tag_key}: required key is missing"
-        return f"{tag_key}: {ctx['tag']!r} is not one of {ctx['expected_tags']}"
-    if kind == "value_error":
-        message = str(ctx["error"])
-        if isinstance(error["input"], dict):  # a check across several keys of one block
-            return f"{key}: {message}" if key else message
-        return f"{key}: {message} (got {error['input']!r})"
-    return f"{key}: {error['msg']} (got {error['input']!r})"
-
-
-def _key_path(loc: tuple[str | int, ...]) -> tuple[str, type[BaseModel] | None]:
-    """Dotted key of an error location, skipping union tags; also the model that holds its last key."""
-    parts: list[str] = []
-    model: type[BaseModel] | None = SiteConfig
-    holder = model
-    tag_next = False
-    for part in loc:
-        if isinstance(part, int):
-            parts[-1] += f"[{part}]"
-        elif tag_next:
-            model, tag_next = TAGGED_MODELS[part], False
-        else:
-            parts.append(part)
-            holder = model
-            field = model.model_fields.get(part) if model else None
-            candidates = models_in(field.annotation) if field else []
-            model = candidates[0] if len(candidates) == 1 else None
-            tag_next = len(candidates) > 1
-    return ".".join(parts), holder

@@ -5,7 +5,6 @@ pool) and maps every task kind to one of them, so a typo in a label fails at loa
 """
 
 import re
-import typing
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -228,20 +227,3 @@ class SiteConfig(Strict):
         if kind not in TASK_KINDS:
             raise ValueError(f"unknown task kind '{kind}'; kinds are {', '.join(TASK_KINDS)}")
         return getattr(self.kinds, kind)
-
-
-#: Models reached through a discriminated union, by tag: lets error messages skip the tag in a key path.
-TAGGED_MODELS: dict[str, type[BaseModel]] = {
-    "htex": HTEXConfig,
-    "threads": ThreadsConfig,
-    "local": LocalProviderConfig,
-    "slurm": SlurmProviderConfig,
-    "pbspro": PBSProProviderConfig,
-}
-
-
-def models_in(annotation: object) -> list[type[BaseModel]]:
-    """The pydantic models an annotation can hold (through list[...], Annotated and unions)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [model for arg in typing.get_args(annotation) for model in models_in(arg)]
