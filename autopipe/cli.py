@@ -6,6 +6,7 @@ Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. Ne
 `@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
 """
 
+import signal
 from collections import Counter
 from importlib import resources
 from pathlib import Path
@@ -124,6 +125,7 @@ def run(
 ) -> None:
     """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""
     log_to_console(verbose, err_console)
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or a user's `kill`: stop like Ctrl-C
     state, project = run_project(input_file, site, workdir)
     outcome = "DONE" if state.outcome == "done" else "FAILED"
     style = "bold green" if outcome == "DONE" else "bold red"
@@ -135,6 +137,10 @@ def run(
     )
     if outcome != "DONE":
         raise typer.Exit(1)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)

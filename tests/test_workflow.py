@@ -2,9 +2,12 @@
 not DFT) and the thread-pool site, with the real pyace fit and MD. The real-pw.x path is in test_loop_e2e.py.
 """
 
+import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import ase.db
@@ -158,3 +161,31 @@ def test_unknown_site_exits_2(tmp_path):
     result = mlip_auto("run", str(write_input(tmp_path)), "--site", "nowhere")
     assert result.returncode == 2 and "nowhere" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.yaml"]
+
+
+def test_sigterm_stops_with_130_and_the_rerun_finishes(tmp_path):
+    input_path = write_input(tmp_path)
+    events_file = tmp_path / "emt_al" / "events.sqlite"
+    process = subprocess.Popen([MLIP_AUTO, "run", str(input_path), "--site", "threads"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (events_file.exists() and "train" in _submitted_kinds(events_file)):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "Interrupted" in stderr and "Traceback" not in stderr
+    assert kinds(tmp_path / "emt_al")[-1] != "run.finished"
+    result = mlip_auto("run", str(input_path), "--site", "threads")
+    assert result.returncode == 0 and "DONE" in result.stdout
+    assert kinds(tmp_path / "emt_al").count("run.resumed") == 1
+
+
+def _submitted_kinds(events_file: Path) -> set[str]:
+    with sqlite3.connect(f"file:{events_file}?mode=ro", uri=True) as conn:
+        try:
+            rows = conn.execute("select payload from events where kind = 'task.submitted'").fetchall()
+        except sqlite3.OperationalError:
+            return set()
+    return {json.loads(payload)["kind"] for (payload,) in rows}
