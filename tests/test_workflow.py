@@ -189,3 +189,19 @@ def _submitted_kinds(events_file: Path) -> set[str]:
         except sqlite3.OperationalError:
             return set()
     return {json.loads(payload)["kind"] for (payload,) in rows}
+
+
+def test_a_training_failure_is_a_named_event_and_a_clear_message(tmp_path):
+    """pace_activeset cannot finish within a 1 ms limit: the fit fails with kind 'timeout'."""
+    path = tmp_path / "input.yaml"
+    path.write_text(
+        INPUT.format(structures=GENERATOR, max_failed=0.5).replace(
+            "functions_per_element: 16}", "functions_per_element: 16, timeout: 0.001}"
+        )
+    )
+    result = mlip_auto("run", str(path), "--site", "threads")
+    assert result.returncode == 1
+    assert "FAILED: training failed (timeout)" in result.stdout
+    with EventStore.open_existing(tmp_path / "emt_al" / "events.sqlite") as store:
+        failed = [e.payload for e in store.events() if e.kind == "task.failed"]
+    assert [(p["kind"], p["failure_kind"]) for p in failed] == [("train", "timeout")]
