@@ -21,6 +21,7 @@ import psutil
 from parsl.app.app import python_app
 
 from autopipe.errors import AutopipeError
+from autopipe.executors.lifeline import process_identity, watch
 
 RESULT_FILE = "result.json"
 
@@ -43,35 +44,25 @@ def read_result(task_dir: Path) -> dict[str, Any] | None:
 
 
 def driver_identity() -> dict[str, Any]:
-    """Who submits: host, pid and start time of this process (start time guards against pid reuse)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+    """Who submits: this process, on this host."""
+    return {"host": socket.gethostname(), **process_identity()}
 
 
-def _driver_alive(driver: dict[str, Any]) -> bool:
-    try:
-        return psutil.Process(driver["pid"]).create_time() == driver["started"]
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _abandon_when_driver_dies(driver: dict[str, Any], stop: threading.Event, period: float = 0.2) -> None:
+def _abandon_when_driver_dies(driver: dict[str, Any], stop: threading.Event) -> None:
     """End this task, with its subprocesses (pw.x, pacemaker), if the run that submitted it was killed.
 
-    Parsl's worker pools outlive a SIGKILLed driver until their heartbeat times out; without this their
-    in-flight tasks would run on and race the resumed run for the same task directories. Only a driver on
-    the same host can be watched this way.
+    Parsl's workers can outlive a SIGKILLed driver; without this their in-flight tasks would run on and race
+    the resumed run for the same task directories. Only a driver on the same host can be watched this way.
     """
     if driver["host"] != socket.gethostname() or driver["pid"] == os.getpid():
         return
 
-    def watch() -> None:
-        while not stop.wait(period):
-            if not _driver_alive(driver):
-                for child in psutil.Process().children(recursive=True):
-                    child.kill()
-                os._exit(70)
+    def abandon() -> None:
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+        os._exit(70)
 
-    threading.Thread(target=watch, name="autopipe-driver-watch", daemon=True).start()
+    watch(driver, abandon, period=0.2, stop=stop)
 
 
 def run_task(function: str, kwargs: dict[str, Any], task_dir: str, driver: dict[str, Any]) -> dict[str, Any]:

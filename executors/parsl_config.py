@@ -12,6 +12,7 @@ from parsl.launchers.base import Launcher
 from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
 from parsl.providers.base import ExecutionProvider
 
+from .lifeline import interchange_command, process_identity
 from .schema import (
     HTEXConfig,
     LauncherConfig,
@@ -21,9 +22,6 @@ from .schema import (
     SlurmProviderConfig,
     ThreadsConfig,
 )
-
-#: The interchange is started from this interpreter, so it is found whether or not the venv is activated.
-INTERCHANGE_COMMAND = [sys.executable, "-m", "parsl.executors.high_throughput.interchange"]
 
 
 def build_parsl_config(site: SiteConfig, run_dir: Path) -> Config:
@@ -35,6 +33,7 @@ def build_parsl_config(site: SiteConfig, run_dir: Path) -> Config:
         executors=[_executor(block, site) for block in site.executors],
         run_dir=str(run_dir),
         strategy_period=site.strategy_period,
+        retries=site.retries,
     )
 
 
@@ -53,7 +52,8 @@ def _executor(
         label=block.label,
         provider=_provider(block.provider, site.env),
         address="127.0.0.1" if local else _address(block.interface),
-        interchange_launch_cmd=INTERCHANGE_COMMAND,
+        # From this interpreter (found whether or not the venv is activated), bound to this driver's life.
+        interchange_launch_cmd=interchange_command(process_identity()),
         max_workers_per_node=block.max_workers_per_node,
         cores_per_worker=block.cores_per_worker,
         mem_per_worker=block.mem_per_worker,

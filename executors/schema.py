@@ -183,6 +183,9 @@ class SiteConfig(Strict):
     executors: list[ExecutorConfig] = Field(min_length=1)
     kinds: KindMap
     strategy_period: PositiveFloat = Field(5.0, description="seconds between Parsl scaling decisions")
+    retries: NonNegativeInt = Field(
+        2, description="times Parsl resubmits a task whose worker was lost (node failure, ManagerLost)"
+    )
     heartbeat_period: PositiveInt = Field(30, description="seconds between HTEX worker heartbeats")
     heartbeat_threshold: PositiveInt = Field(120, description="seconds of silence before a worker is lost")
     env: dict[str, Annotated[str, Field(coerce_numbers_to_str=True)]] = Field(

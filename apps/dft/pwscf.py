@@ -7,7 +7,6 @@ input, stdout (`pw.out`), stderr (`pw.err`) and pw.x's CRASH file stay in `attem
 
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from ase import Atoms
 from ase.io import write
 
+from ..process import start, stop_group
 from .pwout import RunInfo, check_output
 
 INPUT, OUTPUT, STDERR, SCRATCH = "pw.in", "pw.out", "pw.err", "scratch"
@@ -70,38 +70,16 @@ def write_input(atoms: Atoms, params: dict[str, Any], attempt_dir: Path) -> Path
     return path
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, then SIGKILL it if it lingers (MPI ranks included)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=KILL_GRACE)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def run_pw(argv: list[str], attempt_dir: Path, timeout: float, omp_num_threads: int) -> RunInfo:
     """Run `argv -in pw.in` in `attempt_dir` with stdout/stderr in files; never raises on a bad run."""
     env = {**os.environ, "OMP_NUM_THREADS": str(omp_num_threads)}
     with open(attempt_dir / OUTPUT, "wb") as out, open(attempt_dir / STDERR, "wb") as err:
-        process = subprocess.Popen(
-            [*argv, "-in", INPUT],
-            cwd=attempt_dir,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=env,
-            start_new_session=True,
-        )
+        process = start([*argv, "-in", INPUT], attempt_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
         try:
             returncode = process.wait(timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
-            _stop_group(process)
+            stop_group(process, KILL_GRACE)
             returncode, timed_out = process.returncode, True
     stderr = (attempt_dir / STDERR).read_text(errors="replace")
     return RunInfo(returncode=returncode, timed_out=timed_out, timeout=timeout, stderr=stderr)

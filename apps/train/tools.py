@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..process import start, stop_group
 from .errors import TrainingFailure
 
 OUT_OF_MEMORY = re.compile(
@@ -22,6 +23,7 @@ OUT_OF_MEMORY = re.compile(
 NAN_LOSS = re.compile(r"loss\s*[:=]\s*[-+]?nan", re.IGNORECASE)
 KILLED_CODES = {-signal.SIGKILL, 128 + signal.SIGKILL}
 TAIL_LINES = 25
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL of a stopped tool's process group
 
 
 def executable(name: str) -> str:
@@ -54,18 +56,11 @@ def run_tool(args: list[str], cwd: Path, log: Path, timeout: float) -> None:
     with log.open("ab") as out:
         out.write(f"$ {shlex.join(args)}\n".encode())
         out.flush()
-        process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = start(args, cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop_group(process)
+            stop_group(process, STOP_GRACE)
             raise TrainingFailure(
                 f"{program} was still running after {timeout:.0f} s (the time left of training.timeout) and was "
                 f"stopped. Raise training.timeout, or use fewer iterations or functions. Last lines of {log}:\n"
@@ -73,7 +68,7 @@ def run_tool(args: list[str], cwd: Path, log: Path, timeout: float) -> None:
                 "timeout",
             ) from None
         except BaseException:
-            _stop_group(process)  # an interrupted task must not leave a fit running
+            stop_group(process, STOP_GRACE)  # an interrupted task must not leave a fit running
             raise
     if code != 0:
         tail = log_tail(log)
@@ -97,14 +92,3 @@ def check_finite_loss(log: Path) -> None:
             "nan_loss",
         )
 
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process group, SIGKILL it if it lingers."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
