@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from autopipe.apps.dft.pseudo import check_pseudopotentials
-from autopipe.apps.dft.settings import DFTSettings
+from autopipe.apps.dft.settings import OPERATIONAL_KEYS, DFTSettings
 from autopipe.apps.explore.settings import ExplorationSettings
 from autopipe.apps.select.settings import SelectionSettings
 from autopipe.apps.structures.generate import initial_structures
@@ -122,8 +122,9 @@ class SystemConfig(MinimalConfig):
     project_dir: Path
 
     def config_hash(self) -> str:
-        """SHA-256 of the canonical JSON of everything but `project_dir`, so a moved project still resumes."""
-        payload = self.model_dump(mode="json", exclude={"project_dir"})
+        """SHA-256 of the canonical JSON of what the run computes: not `project_dir` (a moved project still
+        resumes) nor the operational DFT settings (a run may resume on another site or with longer limits)."""
+        payload = self.model_dump(mode="json", exclude={"project_dir": True, "dft": set(OPERATIONAL_KEYS)})
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

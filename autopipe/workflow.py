@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from autopipe import __version__
+from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
@@ -29,9 +30,6 @@ from autopipe.events import EventStore, RunState, fold
 from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
 
 log = logging.getLogger("autopipe")
-
-#: DFT settings that change how a label is run but not what it computes: not part of a label's task key.
-OPERATIONAL_DFT_KEYS = {"command", "timeout", "max_attempts", "omp_num_threads", "max_failed_fraction"}
 
 _UUID_NAMESPACE = uuid.UUID("6f1c0a5e-3b7e-4d0c-9a51-2d8f8e0b7c11")
 
@@ -87,7 +85,12 @@ class WorkflowManager:
         if state.config_hash in (None, self.config.config_hash()):
             return
         before = SystemConfig.model_validate({**state.config, "project_dir": self.config.project_dir})
-        changed = _changed_keys(before.model_dump(mode="json"), self.config.model_dump(mode="json"))
+        operational = {f"dft.{key}" for key in OPERATIONAL_KEYS}
+        changed = [
+            key
+            for key in _changed_keys(before.model_dump(mode="json"), self.config.model_dump(mode="json"))
+            if key not in operational and key != "project_dir"
+        ]
         raise ConfigError(
             f"{self.project.root} was started from a different input: {', '.join(changed) or 'settings'} "
             "changed. Resume with the input the run was started with (its copy is input.yaml in the project "
@@ -263,7 +266,7 @@ class WorkflowManager:
     def stage_dft(self, generation: int) -> None:
         """Label every structure of the generation; all submitted at once, each recorded as it finishes."""
         settings = self.config.dft.model_dump(mode="json")
-        physics = {k: v for k, v in settings.items() if k not in OPERATIONAL_DFT_KEYS}
+        physics = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
         specs = []
         for type_uuids in self.run_state.structures.get(generation, {}).values():
             for structure_id in type_uuids:

@@ -104,6 +104,14 @@ def test_a_changed_setting_changes_the_hash(tmp_path, change):
     assert load_config(write_input(tmp_path, **change)).config_hash() != reference
 
 
+def test_how_labels_are_run_does_not_change_the_hash(tmp_path):
+    """A run may resume on another site (launcher) or with longer limits: the labels stay the same."""
+    reference = load_config(write_input(tmp_path)).config_hash()
+    operational = {"pseudopotentials": {"Al": "Al.pz-vbc.UPF"}, "command": "mpirun -np 2 pw.x",
+                   "timeout": 99.0, "max_attempts": 7, "omp_num_threads": 2, "max_failed_fraction": 0.1}
+    assert load_config(write_input(tmp_path, dft=operational)).config_hash() == reference
+
+
 def test_emt_engine_needs_no_pseudopotentials(tmp_path):
     config = load_config(write_input(tmp_path, elements=["Cu", "Au"], dft={"engine": "emt"}))
     assert config.dft.engine == "emt" and config.structures.generator.formula == "Cu"

@@ -22,6 +22,11 @@ MANAGED_PW_KEYS = {
 # fmt: on
 
 
+#: Settings that change how a label is run but not what it computes: not part of a label's task key, and
+#: free to change when a run is resumed (e.g. on another site, with a longer time limit).
+OPERATIONAL_KEYS = frozenset({"command", "timeout", "max_attempts", "omp_num_threads", "max_failed_fraction"})
+
+
 class DFTSettings(BaseModel):
     """Settings of the DFT labelling stage (engine `qe` = Quantum ESPRESSO pw.x; `emt` = ASE's EMT reference)."""
 
