@@ -24,7 +24,7 @@ from autopipe.apps.dft import choose_parameters
 from autopipe.apps.structures import initial_structures
 from autopipe.config import SystemConfig, load_config
 from autopipe.errors import AutopipeError, UsageError
-from autopipe.events import EVENTS_FILE, EventStore
+from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.logs import log_to_console
 from autopipe.workflow import run_project
 
@@ -127,6 +127,8 @@ def run(
     log_to_console(verbose, err_console)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or a user's `kill`: stop like Ctrl-C
     state, project = run_project(input_file, site, workdir)
+    if state.models:
+        console.print(_generations_table(state))
     outcome = "DONE" if state.outcome == "done" else "FAILED"
     style = "bold green" if outcome == "DONE" else "bold red"
     console.print(Text(f"{outcome}: {state.reason}", style=style), soft_wrap=True)
@@ -137,6 +139,29 @@ def run(
     )
     if outcome != "DONE":
         raise typer.Exit(1)
+
+
+def _generations_table(state: RunState) -> Table:
+    """Is the potential getting better? Validation errors and exploration per generation."""
+    table = Table("generation", "labels", "val. force RMSE (meV/A)", "val. energy RMSE (meV/atom)",
+                  "MD max gamma", "selected", title="Generations", title_justify="left")
+    for generation, model in sorted(state.models.items()):
+        validation = model["metrics"].get("validation", {})
+        explored = state.explorations.get(generation, {})
+        selection = state.selections.get(generation)
+        table.add_row(
+            str(generation),
+            str(model["n_train"] + model["n_validation"]),
+            _number(validation.get("force_rmse_mev_a")),
+            _number(validation.get("energy_rmse_mev_atom")),
+            _number(explored.get("max_gamma")),
+            str(len(selection["uuids"])) if selection else "-",
+        )
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _interrupt(signum: int, frame: object) -> None:

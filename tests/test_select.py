@@ -34,6 +34,10 @@ def walkers(tmp_path) -> list[str]:
     ]
 
 
+def source(seed: int, step: int) -> str:
+    return f"MD 900 K seed {seed} step {step}"
+
+
 def info(result: dict, key: str) -> list:
     return [s["info"][key] for s in result["selected"]]
 
@@ -42,7 +46,7 @@ def test_highest_gamma_first_above_threshold(walkers, tmp_path):
     result = select_candidates(walkers, {}, gamma_select=5.0, limit=100, workdir=str(tmp_path / "select"))
 
     assert info(result, "max_gamma") == [30.0, 12.0, 9.0, 7.0, 5.5]
-    assert info(result, "source") == ["w0/100", "w1/40", "w1/80", "w0/200", "w0/300"]
+    assert info(result, "source") == [source(1, 100), source(2, 40), source(2, 80), source(1, 200), source(1, 300)]
     assert result["n_candidates"] == 6
     assert result["max_gamma"] == 30.0
     written = read_candidates(tmp_path / "select" / "selected.extxyz")
@@ -74,18 +78,18 @@ def test_count_is_the_smaller_of_setting_and_limit(walkers, tmp_path, max_per_ge
 def test_nearby_frames_of_one_walker_are_duplicates(tmp_path):
     files = [
         write_walker(tmp_path / "a", {100: 20.0, 110: 19.0, 120: 18.0, 130: 17.0}),
-        write_walker(tmp_path / "b", {110: 16.0}),
+        write_walker(tmp_path / "b", {110: 16.0}, seed=2),
     ]
     result = select_candidates(files, {"min_step_separation": 20}, 5.0, 10, str(tmp_path))
     # a/110 is 10 steps from a/100; a/120 is 20 steps away (kept); b/110 is another walker (kept)
-    assert info(result, "source") == ["a/100", "a/120", "b/110"]
+    assert info(result, "source") == [source(1, 100), source(1, 120), source(2, 110)]
 
 
 def test_equal_max_gamma_is_a_duplicate(tmp_path):
-    files = [write_walker(tmp_path / "a", {10: 8.0}), write_walker(tmp_path / "b", {10: 8.0 + 1e-7, 50: 6.0})]
+    files = [write_walker(tmp_path / "a", {10: 8.0}), write_walker(tmp_path / "b", {10: 8.0 + 1e-7, 50: 6.0}, seed=2)]
     result = select_candidates(files, {}, 5.0, 10, str(tmp_path))
     # b/10 (8.0000001) outranks a/10 (8.0), which then counts as the same frame
-    assert info(result, "source") == ["b/10", "b/50"]
+    assert info(result, "source") == [source(2, 10), source(2, 50)]
 
 
 def test_no_candidates_gives_an_empty_selection(tmp_path):

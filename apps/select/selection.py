@@ -35,7 +35,7 @@ def select_candidates(
 ) -> dict[str, Any]:
     """Pick up to min(max_per_generation, limit) frames with max_gamma >= gamma_select, highest first.
 
-    Each selected structure carries info ``max_gamma`` and ``source`` ("<walker dir>/<step>") besides
+    Each selected structure carries info ``max_gamma`` and ``source`` ("MD 600 K seed 7 step 40") besides
     the walker's ``step``, ``temperature`` and ``walker_seed``, and the per-atom ``gamma`` array.
     The picks are also written to ``selected.extxyz`` in `workdir`, for a look with ase gui.
 
@@ -50,7 +50,8 @@ def select_candidates(
     count = max(0, min(opts.max_per_generation, limit))
     picked = pick_by_max_gamma(eligible, count, opts.min_step_separation)
     for candidate in picked:
-        candidate.atoms.info["source"] = f"{Path(candidate.walker).parent.name}/{candidate.step}"
+        info = candidate.atoms.info
+        info["source"] = f"MD {info['temperature']:g} K seed {info['walker_seed']} step {candidate.step}"
     write_candidates([c.atoms for c in picked], Path(workdir) / SELECTED_FILE)
     return {
         "selected": [atoms_to_dict(c.atoms) for c in picked],
