@@ -466,6 +466,7 @@ class RunState:
 
     state: LoopState | None = None
     generation: int = 0
+    state_reason: str = ""  # why the loop entered `state`
     config_hash: str | None = None
     config: dict[str, Any] | None = None
     site: str | None = None
@@ -526,7 +527,7 @@ def _on_run_resumed(state: RunState, p: dict[str, Any]) -> None:
 
 
 def _on_state_entered(state: RunState, p: dict[str, Any]) -> None:
-    state.state, state.generation = p["state"], p["generation"]
+    state.state, state.generation, state.state_reason = p["state"], p["generation"], p["reason"]
 
 
 def _submit(state: RunState, p: dict[str, Any]) -> TaskRecord:

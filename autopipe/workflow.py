@@ -17,15 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, read_result
-from autopipe.errors import ConfigError, RunError
+from autopipe.errors import ConfigError
 from autopipe.events import EventStore, RunState, fold
 from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
 
@@ -62,6 +60,25 @@ class Project:
         return self.potentials / f"gen_{generation:03d}{suffix}"
 
 
+def check_compatible(config: SystemConfig, store: EventStore) -> None:
+    """Refuse to resume a project that was started from a different input (nothing is written)."""
+    state = fold(store.events())
+    if state.config_hash in (None, config.config_hash()):
+        return
+    before = SystemConfig.model_validate({**state.config, "project_dir": config.project_dir})
+    ignored = {"project_dir"} | {f"dft.{key}" for key in OPERATIONAL_KEYS}
+    changed = [
+        key
+        for key in _changed_keys(before.model_dump(mode="json"), config.model_dump(mode="json"))
+        if key not in ignored
+    ]
+    raise ConfigError(
+        f"{config.project_dir} was started from a different input: {', '.join(changed) or 'settings'} "
+        "changed. Resume with the input the run was started with (its copy is input.yaml in the project "
+        "directory), or choose another --workdir for a new run."
+    )
+
+
 class WorkflowManager:
     """Runs (or resumes) one project to DONE or FAILED; the only writer of its event log."""
 
@@ -78,24 +95,6 @@ class WorkflowManager:
         self.machine: LoopMachine
 
     # --- start and resume ------------------------------------------------------------------------------
-
-    def check_compatible(self, store: EventStore) -> None:
-        """Refuse to resume a project that was started from a different input (nothing is written)."""
-        state = fold(store.events())
-        if state.config_hash in (None, self.config.config_hash()):
-            return
-        before = SystemConfig.model_validate({**state.config, "project_dir": self.config.project_dir})
-        operational = {f"dft.{key}" for key in OPERATIONAL_KEYS}
-        changed = [
-            key
-            for key in _changed_keys(before.model_dump(mode="json"), self.config.model_dump(mode="json"))
-            if key not in operational and key != "project_dir"
-        ]
-        raise ConfigError(
-            f"{self.project.root} was started from a different input: {', '.join(changed) or 'settings'} "
-            "changed. Resume with the input the run was started with (its copy is input.yaml in the project "
-            "directory), or choose another --workdir for a new run."
-        )
 
     def open(self, store: EventStore) -> None:
         """Record the start or the resumption of the run; write the project's files on first start."""
@@ -155,15 +154,9 @@ class WorkflowManager:
             outcome = "done" if self.machine.state == "DONE" else "failed"
             self.append(
                 "run.finished",
-                {"outcome": outcome, "reason": self._last_reason(), "generation": self.machine.generation},
+                {"outcome": outcome, "reason": self.run_state.state_reason, "generation": self.machine.generation},
             )
         return self.run_state
-
-    def _last_reason(self) -> str:
-        for event in reversed(self.store.events(after_seq=max(0, self.run_state.last_seq - 50))):
-            if event.kind == "state.entered":
-                return event.payload["reason"]
-        return ""
 
     def enter(self, payload: Any) -> None:
         self.append("state.entered", payload)
@@ -231,7 +224,7 @@ class WorkflowManager:
     def _outcome(self, key: str) -> dict[str, Any]:
         record = self.run_state.tasks[key]
         if record.status == "completed":
-            return read_result_value(record.result)
+            return record.result or {}
         return {"failed": record.failure_kind, "message": record.message}
 
     def task_dir(self, generation: int, stage: str, name: str) -> Path:
@@ -260,7 +253,8 @@ class WorkflowManager:
                 "task_dir": self.task_dir(0, "init", key), "on_success": store}
         outcome = self.run_tasks("init", generation, [spec])[key]
         if "failed" in outcome:
-            raise RunError(f"the starting structures could not be built: {outcome['message']}")
+            self.enter(self.machine.fail(f"the starting structures could not be built: {outcome['message']}"))
+            return
         self.enter(self.machine.structures_ready())
 
     def stage_dft(self, generation: int) -> None:
@@ -365,10 +359,9 @@ class WorkflowManager:
     def stage_select(self, generation: int) -> None:
         """Pick the next generation's structures from the walkers' candidates, within the DFT budget."""
         files = sorted(
-            o["candidates"]
-            for r in self.run_state.tasks.values()
-            if r.kind == "explore" and r.generation == generation and r.status == "completed"
-            for o in [read_result_value(r.result)]
+            task.result["candidates"]
+            for task in self.run_state.tasks.values()
+            if task.kind == "explore" and task.generation == generation and task.status == "completed"
         )
         labels_done = len(self.run_state.labels_done())
         limit = max(0, self.config.loop.dft_budget - labels_done)
@@ -397,11 +390,6 @@ class WorkflowManager:
         self.enter(self.machine.selection_finished(SelectOutcome(
             n_selected=n_selected, labels_done=labels_done, dft_budget=self.config.loop.dft_budget,
             max_generations=self.config.loop.max_generations)))
-
-
-def read_result_value(summary: dict[str, Any] | None) -> dict[str, Any]:
-    """The result recorded in a `task.completed` event."""
-    return summary or {}
 
 
 def _geometry(structure: dict[str, Any]) -> dict[str, Any]:
@@ -438,9 +426,6 @@ def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
     return [] if before == after else [prefix.rstrip(".")]
 
 
-def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False)
-
 
 def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -> tuple[RunState, Path]:
     """Create or resume the project `input_path` describes and run it to DONE or FAILED.
@@ -464,8 +449,7 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     project = Project(config.project_dir)
     if project.events.exists():
         with EventStore.open_existing(project.events) as existing:
-            manager = WorkflowManager(config, site.name, {}, "")
-            manager.check_compatible(existing)
+            check_compatible(config, existing)
     project.root.mkdir(parents=True, exist_ok=True)
     with run_lock(project.root), EventStore(project.events) as store:
         log_to_file(project.logs / "autopipe.log")
