@@ -23,6 +23,7 @@ from typer.exceptions import TyperException
 from autopipe.apps.dft import choose_parameters
 from autopipe.apps.structures import initial_structures
 from autopipe.config import SystemConfig, load_config
+from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.logs import log_to_console
@@ -166,6 +167,22 @@ def _number(value: float | None) -> str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+@app.command()
+def export(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    output: Annotated[Path, typer.Argument(help="The extended XYZ file to write.")],
+    all_structures: Annotated[
+        bool, typer.Option("--all", help="Also structures without a DFT label (failed or pending).")
+    ] = False,
+) -> None:
+    """Write PROJECT's labelled structures (energies, forces, stresses) to an extended XYZ file."""
+    database = project / "structures.db"
+    if not database.is_file():
+        raise UsageError(f"{project} holds no structure database (structures.db): is it a project directory?")
+    count = DatabaseManager(database).export_extxyz(output, labelled_only=not all_structures)
+    console.print(f"Wrote {count} structures to {output}.", soft_wrap=True)
 
 
 events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import ase.db
 import pytest
 from ase.build import bulk
-from ase.io import write
+from ase.io import read, write
 
 from autopipe.events import EventStore, fold, run_lock
 
@@ -102,6 +102,20 @@ def test_a_second_concurrent_run_is_refused(finished):
         result = mlip_auto("run", str(finished), "--site", "threads")
     assert result.returncode == 2
     assert "already being run" in result.stderr
+
+
+def test_export_writes_every_label_as_extxyz(finished, tmp_path):
+    project = finished.parent / "emt_al"
+    result = mlip_auto("export", str(project), str(tmp_path / "labels.extxyz"))
+    assert result.returncode == 0, result.stderr
+    frames = read(tmp_path / "labels.extxyz", index=":")
+    with EventStore.open_existing(project / "events.sqlite") as store:
+        labels = fold(store.events()).labels_done()
+    assert len(frames) == len(labels) and f"Wrote {len(frames)} structures" in result.stdout
+    assert all(abs(f.get_forces().sum(axis=0)).max() < 1e-6 for f in frames)  # EMT forces sum to zero
+    assert {f.info["config_type"] for f in frames} == {"initial", "md"}
+    missing = mlip_auto("export", str(tmp_path), str(tmp_path / "x.extxyz"))
+    assert missing.returncode == 2 and "structures.db" in missing.stderr
 
 
 def test_events_verify_reports_the_first_edited_row(finished, tmp_path):
