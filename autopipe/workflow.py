@@ -172,7 +172,10 @@ class WorkflowManager:
         ``{"failed": ...}`` for tasks that failed.
         """
         futures: dict[Future, dict[str, Any]] = {}
-        for spec in specs:
+        unique: dict[str, dict[str, Any]] = {}
+        for spec in specs:  # two structures of identical geometry share one DFT task
+            unique.setdefault(spec["key"], spec)
+        for spec in unique.values():
             record = self.run_state.tasks.get(spec["key"])
             if record is not None and record.status != "submitted":
                 continue
@@ -227,6 +230,18 @@ class WorkflowManager:
             return record.result or {}
         return {"failed": record.failure_kind, "message": record.message}
 
+    def add_structures(self, structures: list[dict[str, Any]], key: str, *, generation: int,
+                       config_type: str) -> list[str]:
+        """Store the structures task `key` produced, then announce them once (a replay adds nothing)."""
+        uuids = [
+            self.db.add_structure(s, config_type=config_type, generation=generation,
+                                  source=str(s["info"].get("source", "")), uuid=structure_uuid(key, i))
+            for i, s in enumerate(structures)
+        ]
+        if uuids and not set(uuids) <= set(self.run_state.structures.get(generation, {}).get(config_type, [])):
+            self.append("structures.added", {"generation": generation, "config_type": config_type, "uuids": uuids})
+        return uuids
+
     def task_dir(self, generation: int, stage: str, name: str) -> Path:
         return self.project.generation_dir(generation) / stage / name
 
@@ -242,12 +257,7 @@ class WorkflowManager:
         key = task_key("init", kwargs)
 
         def store(structures: list[dict[str, Any]]) -> None:
-            uuids = [
-                self.db.add_structure(s, config_type="initial", generation=0, source=s["info"].get("source", ""),
-                                      uuid=structure_uuid(key, i))
-                for i, s in enumerate(structures)
-            ]
-            self.append("structures.added", {"generation": 0, "config_type": "initial", "uuids": uuids})
+            self.add_structures(structures, key, generation=0, config_type="initial")
 
         spec = {"key": key, "label": "initial structures", "kwargs": kwargs,
                 "task_dir": self.task_dir(0, "init", key), "on_success": store}
@@ -371,14 +381,10 @@ class WorkflowManager:
         task_dir = self.task_dir(generation, "select", key)
 
         def store(result: dict[str, Any]) -> None:
-            uuids = [
-                self.db.add_structure(s, config_type="md", generation=generation + 1,
-                                      source=str(s["info"].get("source", "")), uuid=structure_uuid(key, i))
-                for i, s in enumerate(result["selected"])
-            ]
-            self.append("structures.added", {"generation": generation + 1, "config_type": "md", "uuids": uuids})
-            self.append("selection.made", {"generation": generation, "uuids": uuids,
-                                           "n_candidates": result["n_candidates"]})
+            uuids = self.add_structures(result["selected"], key, generation=generation + 1, config_type="md")
+            if generation not in self.run_state.selections:
+                self.append("selection.made", {"generation": generation, "uuids": uuids,
+                                               "n_candidates": result["n_candidates"]})
 
         spec = {"key": key, "label": f"gen {generation}", "on_success": store,
                 "kwargs": {**kwargs, "workdir": str(task_dir / "select")}, "task_dir": task_dir}

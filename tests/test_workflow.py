@@ -15,7 +15,10 @@ import pytest
 from ase.build import bulk
 from ase.io import read, write
 
+from autopipe.apps.structures import atoms_to_dict
+from autopipe.config import load_config
 from autopipe.events import EventStore, fold, run_lock
+from autopipe.workflow import WorkflowManager
 
 MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
@@ -219,3 +222,21 @@ def test_a_training_failure_is_a_named_event_and_a_clear_message(tmp_path):
     with EventStore.open_existing(tmp_path / "emt_al" / "events.sqlite") as store:
         failed = [e.payload for e in store.events() if e.kind == "task.failed"]
     assert [(p["kind"], p["failure_kind"]) for p in failed] == [("train", "timeout")]
+
+
+def test_replaying_a_tasks_output_adds_its_structures_once(tmp_path):
+    """A run killed between storing a task's structures and recording the task adopts its result.json on
+    resume, storing the same structures again: the database and the log must each hold them once."""
+    config = load_config(write_input(tmp_path))
+    config.project_dir.mkdir()
+    manager = WorkflowManager(config, "threads", {"light": "threads"}, "")
+    structures = [atoms_to_dict(bulk("Al", cubic=True)), atoms_to_dict(bulk("Al", cubic=True, a=4.1))]
+    with EventStore(config.project_dir / "events.sqlite") as store:
+        manager.open(store)
+        first = manager.add_structures(structures, "init-0123456789abcdef", generation=0, config_type="initial")
+        again = manager.add_structures(structures, "init-0123456789abcdef", generation=0, config_type="initial")
+        added = [e.payload for e in store.events() if e.kind == "structures.added"]
+    assert first == again and len(set(first)) == 2
+    assert [p["uuids"] for p in added] == [first]
+    assert manager.run_state.structures[0]["initial"] == first
+    assert len(manager.db.structures()) == 2
