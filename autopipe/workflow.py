@@ -59,6 +59,10 @@ class Project:
     def potential(self, generation: int, suffix: str) -> Path:
         return self.potentials / f"gen_{generation:03d}{suffix}"
 
+    def relative(self, path: Path) -> str:
+        """How events and task keys name a file of the project, so a moved project keeps its keys."""
+        return str(path.relative_to(self.root))
+
 
 def check_compatible(config: SystemConfig, store: EventStore) -> None:
     """Refuse to resume a project that was started from a different input (nothing is written)."""
@@ -211,7 +215,8 @@ class WorkflowManager:
         if failure is None and spec.get("on_success"):
             spec["on_success"](value)
         if failure is None:
-            self.append("task.completed", {**base, "result": _summary(value), "wall_time": outcome["wall_time"]})
+            result = _portable(_summary(value), self.project.root)
+            self.append("task.completed", {**base, "result": result, "wall_time": outcome["wall_time"]})
             return
         self.append(
             "task.failed",
@@ -305,7 +310,8 @@ class WorkflowManager:
         if key not in self.run_state.tasks:
             dataset.parent.mkdir(parents=True, exist_ok=True)
             self.db.export_extxyz(dataset, uuids=dataset_ids)
-        previous = self.run_state.models.get(generation - 1, {}).get("potential")
+        previous_model = self.run_state.models.get(generation - 1)
+        previous = str(self.project.root / previous_model["potential"]) if previous_model else None
 
         def publish(result: dict[str, Any]) -> None:
             shutil.copyfile(result["potential"], self.project.potential(generation, ".yaml"))
@@ -324,8 +330,8 @@ class WorkflowManager:
         if generation not in self.run_state.models:
             self.append("model.trained", {
                 "generation": generation,
-                "potential": str(self.project.potential(generation, ".yaml")),
-                "active_set": str(self.project.potential(generation, ".asi")),
+                "potential": self.project.relative(self.project.potential(generation, ".yaml")),
+                "active_set": self.project.relative(self.project.potential(generation, ".asi")),
                 "metrics": result["metrics"], "n_train": result["n_train"],
                 "n_validation": result["n_validation"],
             })
@@ -334,18 +340,20 @@ class WorkflowManager:
     def stage_explore(self, generation: int) -> None:
         """Run MD walkers with this generation's potential, started from the labelled initial structures."""
         model = self.run_state.models[generation]
-        starts = [r.label for r in self.run_state.labels_done(0)]
+        starts = sorted(r.label for r in self.run_state.labels_done(0))
         settings = self.config.exploration.model_dump(mode="json")
         specs = []
         index = 0
         for temperature in settings["temperatures"]:
             for _ in range(settings["walkers_per_temperature"]):
-                start = sorted(starts)[index % len(starts)]
+                start = starts[index % len(starts)]
                 seed = self.config.loop.seed * 100_003 + generation * 1_009 + index
-                kwargs = {"structure": atoms_to_dict(self.db.get(start)), "potential": model["potential"],
+                inputs = {"structure": atoms_to_dict(self.db.get(start)), "potential": model["potential"],
                           "active_set": model["active_set"], "settings": settings,
                           "temperature": temperature, "seed": seed}
-                key = task_key("explore", {**kwargs, "generation": generation})
+                key = task_key("explore", {**inputs, "generation": generation})
+                kwargs = {**inputs, "potential": str(self.project.root / model["potential"]),
+                          "active_set": str(self.project.root / model["active_set"])}
                 task_dir = self.task_dir(generation, "explore", f"walker_{index:03d}")
                 kwargs["workdir"] = str(task_dir / "md")
                 specs.append({"key": key, "label": f"walker {index} at {temperature:g} K", "kwargs": kwargs,
@@ -375,9 +383,10 @@ class WorkflowManager:
         )
         labels_done = len(self.run_state.labels_done())
         limit = max(0, self.config.loop.dft_budget - labels_done)
-        kwargs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
+        inputs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
                   "gamma_select": self.config.exploration.gamma_select, "limit": limit}
-        key = task_key("select", {**kwargs, "generation": generation})
+        key = task_key("select", {**inputs, "generation": generation})
+        kwargs = {**inputs, "candidate_files": [str(self.project.root / f) for f in files]}
         task_dir = self.task_dir(generation, "select", key)
 
         def store(result: dict[str, Any]) -> None:
@@ -415,6 +424,17 @@ def _summary(value: Any) -> dict[str, Any]:
     if isinstance(value, list):
         return {"n_items": len(value)}
     return {k: v for k, v in (value or {}).items() if k not in ("forces", "selected", "stress")}
+
+
+def _portable(value: Any, root: Path) -> Any:
+    """`value` with absolute paths inside the project directory made relative to it."""
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, root) for v in value]
+    if isinstance(value, str) and value.startswith(f"{root}/"):
+        return value[len(str(root)) + 1:]
+    return value
 
 
 def _brief(payload: dict[str, Any]) -> str:

@@ -240,3 +240,20 @@ def test_replaying_a_tasks_output_adds_its_structures_once(tmp_path):
     assert [p["uuids"] for p in added] == [first]
     assert manager.run_state.structures[0]["initial"] == first
     assert len(manager.db.structures()) == 2
+
+
+def test_the_same_input_in_another_directory_gives_the_same_run(finished, tmp_path):
+    """Task keys, uuids and the validation split do not depend on where the project lives."""
+    elsewhere = tmp_path / "elsewhere" / "input.yaml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(finished.read_text())
+    assert mlip_auto("run", str(elsewhere), "--site", "threads").returncode == 0
+
+    def facts(project: Path) -> tuple:
+        with EventStore.open_existing(project / "events.sqlite") as store:
+            state = fold(store.events())
+        return (sorted(state.tasks), state.structures,
+                {g: m["metrics"]["validation"] for g, m in state.models.items()},
+                [m["potential"] for m in state.models.values()])
+
+    assert facts(elsewhere.parent / "emt_al") == facts(finished.parent / "emt_al")
