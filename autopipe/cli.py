@@ -71,6 +71,11 @@ app = typer.Typer(
 )
 
 
+WorkdirOption = Annotated[
+    Path | None, typer.Option("--workdir", help="Project directory (default: <input dir>/<project.name>).")
+]
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show Python tracebacks of errors.")] = False,
@@ -81,10 +86,7 @@ def main(
 @app.command()
 def validate(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The input.yaml to check.")],
-    workdir: Annotated[
-        Path | None,
-        typer.Option("--workdir", help="Project directory (default: <input dir>/<project.name>)."),
-    ] = None,
+    workdir: WorkdirOption = None,
 ) -> None:
     """Check INPUT and show what a run would do; writes nothing."""
     config = load_config(input_file, workdir)
@@ -118,10 +120,7 @@ def init(
 def run(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The project's input.yaml.")],
     site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
-    workdir: Annotated[
-        Path | None,
-        typer.Option("--workdir", help="Project directory (default: <input dir>/<project.name>)."),
-    ] = None,
+    workdir: WorkdirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every event appended.")] = False,
 ) -> None:
     """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""

@@ -6,13 +6,11 @@ input fails before anything is written, with one `ConfigError` paragraph naming 
 """
 
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
 from typing import Annotated
 
-from ase.calculators.emt import parameters as emt_parameters
 from ase.data import chemical_symbols
 from pydantic import (
     AfterValidator,
@@ -24,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from autopipe.apps.dft.emt import EMT_ELEMENTS
 from autopipe.apps.dft.pseudo import check_pseudopotentials
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS, DFTSettings
 from autopipe.apps.explore.settings import ExplorationSettings
@@ -32,9 +31,9 @@ from autopipe.apps.structures.generate import initial_structures
 from autopipe.apps.structures.settings import StructuresSettings, formula_symbols
 from autopipe.apps.train.settings import TrainingSettings
 from autopipe.errors import ConfigError
+from autopipe.events import canonical_json
 from autopipe.validation import Wording, load_model
 
-EMT_ELEMENTS = tuple(sorted(emt_parameters))
 INPUT_WORDING = Wording(reference="docs/input-reference.md")
 
 
@@ -125,8 +124,7 @@ class SystemConfig(MinimalConfig):
         """SHA-256 of the canonical JSON of what the run computes: not `project_dir` (a moved project still
         resumes) nor the operational DFT settings (a run may resume on another site or with longer limits)."""
         payload = self.model_dump(mode="json", exclude={"project_dir": True, "dft": set(OPERATIONAL_KEYS)})
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
 def _absolute(path: Path, base_dir: Path) -> Path:

@@ -25,6 +25,9 @@ from autopipe.executors.lifeline import process_identity, watch
 
 RESULT_FILE = "result.json"
 
+#: The executor kind (site `kinds`) each task kind runs on; kinds not listed run on their own.
+EXECUTOR_KIND = {"init": "light", "select": "light", "explore": "md"}
+
 #: Dotted names of the app functions each task kind calls.
 APP_FUNCTIONS = {
     "init": "autopipe.apps.structures.generate:initial_structures",
@@ -110,5 +113,4 @@ class Dispatcher:
 
     def submit(self, kind: str, kwargs: dict[str, Any], task_dir: Path) -> Future:
         """Start one task; `kind` picks both the app function and the executor."""
-        executor_kind = {"init": "light", "select": "light", "explore": "md"}.get(kind, kind)
-        return self._apps[executor_kind](APP_FUNCTIONS[kind], kwargs, str(task_dir), self._driver)
+        return self._apps[EXECUTOR_KIND.get(kind, kind)](APP_FUNCTIONS[kind], kwargs, str(task_dir), self._driver)

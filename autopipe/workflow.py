@@ -24,7 +24,7 @@ from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, read_result
 from autopipe.errors import ConfigError
-from autopipe.events import EventStore, RunState, fold
+from autopipe.events import EventStore, RunState, canonical_json, fold
 from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
 
 log = logging.getLogger("autopipe")
@@ -34,8 +34,7 @@ _UUID_NAMESPACE = uuid.UUID("6f1c0a5e-3b7e-4d0c-9a51-2d8f8e0b7c11")
 
 def task_key(kind: str, inputs: Any) -> str:
     """A deterministic key for a task: its kind and a hash of everything it computes from."""
-    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    return f"{kind}-{hashlib.sha256(canonical_json(inputs).encode()).hexdigest()[:16]}"
 
 
 def structure_uuid(key: str, index: int) -> str:
