@@ -240,3 +240,22 @@ def test_emt_reference_engine_is_named_and_never_called_dft(tmp_path):
     assert (result["status"], result["engine"], result["code_version"][:3]) == ("ok", "emt", "ase")
     assert np.abs(np.sum(result["forces"], axis=0)).max() < 1e-8 and len(result["stress"]) == 6
     assert "dft" not in json.dumps(result).lower()
+
+
+def test_an_output_that_does_not_belong_to_its_input_is_never_stored(tmp_path):
+    """A 'pw.x' that prints the same (real, converged) output whatever it is given: every other structure
+    fails as geometry_mismatch instead of being stored with the first structure's numbers."""
+    reference = run(bulk("Al", "fcc", a=4.05), tmp_path / "reference")
+    assert reference["status"] == "ok"
+    canned = tmp_path / "pw-canned"
+    canned.write_text(f"#!/bin/sh\ncat {tmp_path / 'reference' / 'attempt_1' / 'pw.out'}\n")
+    canned.chmod(0o755)
+    same = run(bulk("Al", "fcc", a=4.05), tmp_path / "same", command=str(canned))
+    assert same["status"] == "ok"  # the output really is this structure's
+    others = {"strained": bulk("Al", "fcc", a=4.1), "moved": rattled(bulk("Al", "fcc", a=4.05), 0.05, 1),
+              "species": bulk("Si", "fcc", a=4.05)}
+    for name, atoms in others.items():
+        result = run(atoms, tmp_path / name, command=str(canned))
+        assert result["status"] == "failed" and result["energy"] is None, name
+        assert result["failure"]["kind"] == "geometry_mismatch", name
+        assert len(result["attempts"]) == 1  # no recovery can make a foreign output fit

@@ -130,3 +130,23 @@ def test_pw_input_may_not_override_managed_keys():
     assert DFTSettings(pw_input={"ELECTRONS": {"mixing_mode": "local-TF"}}).pw_input == {
         "electrons": {"mixing_mode": "local-TF"}
     }
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("control", "calculation "), ("system", "ecutwfc "), ("SYSTEM", " EcutRho"), ("system", "nbnd\t"),
+     ("system", "starting_magnetization(1)"), ("system", "Starting_Magnetization (2)"),
+     ("electrons", "startingpot")],
+)
+def test_managed_keys_are_recognised_however_they_are_spelled(section, key):
+    """pw.x ignores case and blanks: `"calculation ": relax` would otherwise relax the structure
+    behind the factory's back and store the relaxed energy against the unrelaxed positions."""
+    with pytest.raises(ValidationError, match="is chosen by the DFT factory"):
+        DFTSettings(pw_input={section: {key: 1}})
+
+
+def test_pw_input_keys_are_stored_as_pw_x_reads_them_and_twins_are_refused():
+    settings = DFTSettings(pw_input={" Electrons ": {"Mixing_Mode ": "local-TF", "mixing_ndim": 4}})
+    assert settings.pw_input == {"electrons": {"mixing_mode": "local-TF", "mixing_ndim": 4}}
+    with pytest.raises(ValidationError, match="mixing_mode is given twice"):
+        DFTSettings(pw_input={"electrons": {"mixing_mode": "plain", "MIXING_MODE ": "local-TF"}})

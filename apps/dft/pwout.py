@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 from ase.io import read
 
 from ..retry import AttemptFailed, Failure
@@ -33,7 +34,9 @@ FAILURE_KINDS = {
     "missing_stress": "no stress tensor",
     "unparsable_output": "the output passed the checks but its numbers could not be read",
     "top_band_occupied": "the highest band is occupied: too few bands, the result is not trustworthy",
+    "geometry_mismatch": "the species, cell or positions pw.x read back differ from the structure sent",
 }
+GEOMETRY_TOLERANCE = 1e-4  # Angstrom; pw.x prints positions and cell to 1e-7 alat
 
 _ERROR_BLOCK = re.compile(
     r"%{20,}\s*\n\s*Error in routine\s+(\S+)\s*\(\s*-?\d+\s*\):\s*\n(.*?)\n\s*%{20,}", re.DOTALL
@@ -128,10 +131,44 @@ def _killed(returncode: int | None) -> str | None:
         return f"signal {number}"
 
 
+def geometry_problem(read_back: Atoms, sent: Atoms) -> str | None:
+    """What differs between the structure pw.x says it computed and the one it was given, or None.
+
+    Positions are compared modulo the cell (pw.x may print an atom's periodic image), so only a real
+    difference (another structure, an output that does not belong to this input) is reported.
+    """
+    if read_back.get_chemical_symbols() != sent.get_chemical_symbols():
+        return (
+            f"pw.x computed {read_back.get_chemical_formula()} ({len(read_back)} atoms) but was given "
+            f"{sent.get_chemical_formula()} ({len(sent)} atoms)"
+        )
+    cell_error = float(np.abs(read_back.cell.array - sent.cell.array).max())
+    if cell_error > GEOMETRY_TOLERANCE:
+        return f"the cell pw.x computed differs from the one given by up to {cell_error:.3g} A"
+    shift = sent.cell.scaled_positions(read_back.positions - sent.positions)
+    shift -= np.round(shift)
+    error = np.linalg.norm(sent.cell.cartesian_positions(shift), axis=1)
+    if error.max() > GEOMETRY_TOLERANCE:
+        return (
+            f"atom {int(error.argmax())} is {error.max():.3g} A from where it was given "
+            "(the output does not belong to this input)"
+        )
+    return None
+
+
 def check_output(
-    text: str, run: RunInfo, *, conv_thr: float, nat: int, top_band_limit: float = 0.01
+    text: str,
+    run: RunInfo,
+    *,
+    conv_thr: float,
+    nat: int,
+    sent: Atoms | None = None,
+    top_band_limit: float = 0.01,
 ) -> dict[str, Any]:
-    """Energy (eV), forces, stress and facts of a trustworthy output; else raise AttemptFailed naming why."""
+    """Energy (eV), forces, stress and facts of a trustworthy output; else raise AttemptFailed naming why.
+
+    With `sent` (the structure written to pw.in), the geometry pw.x read back must be that structure.
+    """
     stderr_tail = " ".join(run.stderr.strip().splitlines()[-3:])
     if run.timed_out:
         raise _fail("timeout", f"pw.x did not finish within {run.timeout:g} s and was killed", text)
@@ -181,6 +218,8 @@ def check_output(
         raise _fail(
             "unparsable_output", f"ASE could not read the output ({type(exc).__name__}: {exc})", text
         ) from exc
+    if sent is not None and (problem := geometry_problem(atoms, sent)) is not None:
+        raise _fail("geometry_mismatch", problem, text)
     if forces.shape != (nat, 3):
         raise _fail("missing_forces", f"read forces of shape {forces.shape}, expected ({nat}, 3)", text)
     if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):

@@ -97,4 +97,4 @@ def run_attempt(
     run = run_pw(argv, attempt_dir, params["timeout"], params["omp_num_threads"])
     shutil.rmtree(attempt_dir / SCRATCH, ignore_errors=True)
     text = (attempt_dir / OUTPUT).read_text(errors="replace")
-    return check_output(text, run, conv_thr=params["conv_thr"], nat=len(atoms))
+    return check_output(text, run, conv_thr=params["conv_thr"], nat=len(atoms), sent=atoms)

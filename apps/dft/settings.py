@@ -4,6 +4,7 @@ Fields left as None are chosen per structure by the parameter heuristics (from t
 the cell and the `accuracy` preset) and recorded with each label, so every stored number says how it was made.
 """
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,10 +15,11 @@ DEFAULT_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 # pw.x keys the factory writes itself (from the fields above or the structure); dft.pw_input may not set them.
 # fmt: off
 MANAGED_PW_KEYS = {
-    "control": {"calculation", "tprnfor", "tstress", "outdir", "pseudo_dir", "prefix", "disk_io", "verbosity"},
+    "control": {"calculation", "tprnfor", "tstress", "outdir", "pseudo_dir", "prefix", "disk_io", "verbosity",
+                "restart_mode"},
     "system": {"ibrav", "nat", "ntyp", "ecutwfc", "ecutrho", "occupations", "smearing", "degauss", "nspin", "nbnd",
                "starting_magnetization", "celldm", "a", "b", "c", "cosab", "cosac", "cosbc"},
-    "electrons": {"conv_thr", "mixing_beta", "electron_maxstep", "diagonalization"},
+    "electrons": {"conv_thr", "mixing_beta", "electron_maxstep", "diagonalization", "startingpot", "startingwfc"},
 }
 # fmt: on
 
@@ -65,17 +67,34 @@ class DFTSettings(BaseModel):
     def _pw_input_leaves_managed_keys_alone(
         cls, value: dict[str, dict[str, Any]]
     ) -> dict[str, dict[str, Any]]:
-        sections = {"control", "system", "electrons"}
+        """Keys are compared as pw.x reads them (case, spaces and an array index ignored), so neither
+        `"calculation "` nor `ECUTWFC` nor `starting_magnetization(1)` slips past the managed set; they are
+        stored normalised, so what is checked is what pw.in gets."""
+        normalised: dict[str, dict[str, Any]] = {}
         for section, entries in value.items():
-            if section.lower() not in sections:
+            name = namelist_key(section)
+            if name not in MANAGED_PW_KEYS:
                 raise ValueError(
-                    f"dft.pw_input.{section}: unknown namelist; allowed: {', '.join(sorted(sections))}"
+                    f"dft.pw_input.{section}: unknown namelist; allowed: {', '.join(sorted(MANAGED_PW_KEYS))}"
                 )
-            for key in entries:
-                if key.lower().split("(")[0] in MANAGED_PW_KEYS[section.lower()]:
+            if name in normalised:
+                raise ValueError(f"dft.pw_input.{section}: the namelist {name} is given twice")
+            normalised[name] = {}
+            for key, setting in entries.items():
+                written = namelist_key(str(key))
+                if written.split("(")[0] in MANAGED_PW_KEYS[name]:
                     raise ValueError(
                         f"dft.pw_input.{section}.{key} is chosen by the DFT factory; set it with the dft "
                         "settings (ecutwfc, ecutrho, kspacing, smearing, degauss, spin, conv_thr, mixing_beta, "
                         "electron_maxstep) instead"
                     )
-        return {section.lower(): dict(entries) for section, entries in value.items()}
+                if written in normalised[name]:
+                    raise ValueError(f"dft.pw_input.{section}.{key}: {written} is given twice")
+                normalised[name][written] = setting
+        return normalised
+
+
+def namelist_key(key: str) -> str:
+    """A namelist variable as Fortran reads it: case-insensitive, blanks ignored (`"Ecutwfc (1) "` ->
+    `ecutwfc(1)`)."""
+    return re.sub(r"\s+", "", key).lower()
