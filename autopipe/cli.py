@@ -27,6 +27,7 @@ from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.logs import log_to_console
+from autopipe.project_files import refuse_project_file
 from autopipe.workflow import run_project
 
 console = Console()
@@ -106,6 +107,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented example input.yaml to start from."""
+    refuse_project_file(path)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; pass --force to overwrite it.")
     template = resources.files("autopipe").joinpath("templates/input.yaml").read_text(encoding="utf-8")
@@ -180,6 +182,7 @@ def export(
     database = project / "structures.db"
     if not database.is_file():
         raise UsageError(f"{project} holds no structure database (structures.db): is it a project directory?")
+    refuse_project_file(output)
     count = DatabaseManager(database).export_extxyz(output, labelled_only=not all_structures)
     console.print(f"Wrote {count} structures to {output}.", soft_wrap=True)
 

@@ -414,27 +414,30 @@ def _head_problem(head: tuple[int, str] | None, last_seq: int, last_hash: str) -
 
 @contextmanager
 def run_lock(project_dir: str | Path) -> Iterator[Path]:
-    """Hold the one-run-per-project lock (flock on `<project>/run.lock`) for the duration of the block.
+    """Hold the one-run-per-project lock for the duration of the block.
 
-    The kernel drops the lock when the process ends, however it ends, so a killed run never leaves a
-    stale lock behind. The holder's pid is written into the file for the refusal message.
+    The lock is an flock on the project directory itself, so deleting `run.lock` (which only names the
+    holder's pid for the refusal message) cannot let a second run in. The kernel drops the lock when the
+    process ends, however it ends, so a killed run never leaves a stale lock behind.
     """
     path = Path(project_dir) / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
         raise UsageError(f"project directory {project_dir} does not exist") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            try:
+                holder = path.read_text(errors="replace").strip() or "unknown"
+            except OSError:
+                holder = "unknown"
             raise UsageError(
-                f"project {project_dir} is already being run by process {holder} (it holds {path}); "
+                f"project {project_dir} is already being run by process {holder}; "
                 "wait for that run to finish or stop it, then try again"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        path.write_text(f"{os.getpid()}\n")
         yield path
     finally:
         os.close(fd)

@@ -466,15 +466,20 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     from autopipe.events import run_lock
     from autopipe.executors import build_parsl_config, load_site
     from autopipe.logs import log_to_file
+    from autopipe.project_files import check_intact, check_pair, check_project_dir
 
     config = load_config(input_path, workdir)
     site = load_site(site_name)
     if site.dft_command and config.dft.engine == "qe":
         config = config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
     project = Project(config.project_dir)
+    check_project_dir(project.root)
+    n_events = 0
     if project.events.exists():
         with EventStore.open_existing(project.events) as existing:
+            n_events = check_intact(existing)
             check_compatible(config, existing)
+    check_pair(project.root, n_events)
     project.root.mkdir(parents=True, exist_ok=True)
     with run_lock(project.root), EventStore(project.events) as store:
         log_to_file(project.logs / "autopipe.log")

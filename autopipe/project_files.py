@@ -1,0 +1,78 @@
+"""Checks that keep a project's files whole: nothing resumes on a damaged checkpoint, nothing overwrites it.
+
+A project is its event log (the checkpoint) plus the structure database the log points into; one without
+the other cannot be resumed, and a log that fails `verify` must not be extended. Commands that write files
+for the user (`export`, `init`) refuse any path that would replace a file of a project. Every refusal is a
+`UsageError` (exit 2) that says what is wrong and what to do; none writes anything.
+"""
+
+from pathlib import Path
+
+from autopipe.errors import UsageError
+from autopipe.events import EVENTS_FILE, LOCK_FILE, EventStore
+
+STRUCTURES_FILE = "structures.db"
+#: Names a project directory owns: writing any of them from outside a run would damage the project.
+PROJECT_ENTRIES = frozenset(
+    {EVENTS_FILE, f"{EVENTS_FILE}-wal", f"{EVENTS_FILE}-shm", STRUCTURES_FILE, LOCK_FILE, "input.yaml",
+     "system.json", "generations", "potentials", "logs", "report"}
+)  # fmt: skip
+NEW_PROJECT_HINT = "or start a new project with --workdir (`mlip-auto export` carries the labels over)"
+
+
+def is_project(directory: Path) -> bool:
+    """Whether `directory` holds a project's log or structure database."""
+    return (directory / EVENTS_FILE).exists() or (directory / STRUCTURES_FILE).exists()
+
+
+def refuse_project_file(path: Path) -> None:
+    """UsageError if writing `path` could replace a file of a project (its own files, or anything that
+    already exists inside a project directory)."""
+    target = path.absolute().resolve()
+    for directory in target.parents:
+        if not is_project(directory):
+            continue
+        top = target.relative_to(directory).parts[0]
+        if top in PROJECT_ENTRIES or target.exists():
+            raise UsageError(
+                f"refusing to write {path}: it would replace {target} of the project {directory}, whose "
+                "files are the run's checkpoint. Write to a path outside the project directory."
+            )
+
+
+def check_project_dir(root: Path) -> None:
+    """UsageError unless `root` can be a project directory (missing, or a directory)."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"the project directory {root} is a file, not a directory: choose another --workdir.")
+
+
+def check_pair(root: Path, n_events: int) -> None:
+    """UsageError when the log and the structure database are not both there (given the log's length).
+
+    A log of zero events belongs to a run that stopped before it started; anything else needs both files.
+    """
+    structures, events = root / STRUCTURES_FILE, root / EVENTS_FILE
+    if n_events and not structures.is_file():
+        raise UsageError(
+            f"{structures} is missing, but the event log {events} records {n_events} events whose "
+            "structures and labels were stored there. The project cannot be resumed or reported without "
+            f"it: restore {STRUCTURES_FILE} from a backup, or start a new project with --workdir."
+        )
+    if not events.is_file() and structures.is_file():
+        raise UsageError(
+            f"{events} is missing, but {structures} is there: the event log is the run's checkpoint, and "
+            f"without it every label would be computed again. Restore {EVENTS_FILE} from a backup, "
+            f"{NEW_PROJECT_HINT}."
+        )
+
+
+def check_intact(store: EventStore) -> int:
+    """The number of events of a log that passes `verify`; UsageError naming the first bad seq otherwise."""
+    report = store.verify()
+    if not report.ok:
+        raise UsageError(
+            f"the event log {store.path} fails verification at seq {report.first_bad_seq}: {report.reason}. "
+            "A run does not append to a damaged log. Restore the log from a backup, "
+            f"{NEW_PROJECT_HINT} (`mlip-auto events verify` shows the damage)."
+        )
+    return report.n_events
