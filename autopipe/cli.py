@@ -21,12 +21,14 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from autopipe.apps.dft import choose_parameters
-from autopipe.apps.structures import initial_structures
 from autopipe.config import SystemConfig, load_config
 from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
+from autopipe.executors import load_site
+from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
+from autopipe.preflight import check_before_run
 from autopipe.project_files import refuse_project_file
 from autopipe.workflow import run_project
 
@@ -84,17 +86,20 @@ def main(
     """Unattended active learning of ACE potentials: DFT labels, Pacemaker fits, MD exploration."""
 
 
+SiteOption = Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")]
+
+
 @app.command()
 def validate(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The input.yaml to check.")],
+    site: SiteOption = "local",
     workdir: WorkdirOption = None,
 ) -> None:
-    """Check INPUT and show what a run would do; writes nothing."""
+    """Check INPUT (and the site it would run on) and show what a run would do and cost; writes nothing."""
     config = load_config(input_file, workdir)
-    structures = initial_structures(
-        config.structures.model_dump(mode="json"), config.elements, config.loop.seed
-    )
+    structures = check_before_run(config, load_site(site))
     console.print(_summary(config, structures))
+    console.print(_cost(estimate(config, structures)))
     if config.dft.engine == "qe":
         console.print(_dft_parameters(config, structures))
     console.print(f"Project directory (not created by validate): {config.project_dir}", soft_wrap=True)
@@ -121,7 +126,7 @@ def init(
 @app.command()
 def run(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The project's input.yaml.")],
-    site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
+    site: SiteOption = "local",
     workdir: WorkdirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every event appended.")] = False,
 ) -> None:
@@ -241,6 +246,14 @@ def _dft_parameters(config: SystemConfig, structures: list[dict[str, Any]]) -> T
             spin,
             f"{p['conv_thr']:.1e}",
         )
+    return table
+
+
+def _cost(estimate: Estimate) -> Table:
+    """The size of the run next to the limits `mlip-auto` enforces (docs/input-reference.md)."""
+    table = Table("quantity", "at most", "limit", title="Cost estimate", title_justify="left")
+    for row in estimate.rows():
+        table.add_row(*row)
     return table
 
 

@@ -32,6 +32,7 @@ from autopipe.apps.structures.settings import StructuresSettings, formula_symbol
 from autopipe.apps.train.settings import TrainingSettings
 from autopipe.errors import ConfigError
 from autopipe.events import canonical_json
+from autopipe.limits import check_input
 from autopipe.validation import Wording, load_model
 
 INPUT_WORDING = Wording(reference="docs/input-reference.md")
@@ -68,7 +69,7 @@ class LoopSettings(BaseModel):
 
     max_generations: PositiveInt = Field(3, description="number of potentials trained")
     dft_budget: PositiveInt = Field(200, description="most DFT labels in the whole run")
-    seed: int = Field(0, description="seed of every random choice (structures, MD)")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice (structures, MD)")
 
 
 class MinimalConfig(BaseModel):
@@ -168,7 +169,11 @@ def load_config(path: Path, workdir: Path | None = None) -> SystemConfig:
         config = expand(minimal, path.parent, workdir)
         if config.dft.engine == "qe":
             check_pseudopotentials(config.dft.pseudo_dir, config.dft.pseudopotentials, config.elements)
-        initial_structures(config.structures.model_dump(mode="json"), config.elements, config.loop.seed)
+        check_input(config)  # before building: nothing too large is ever made
+        structures = initial_structures(
+            config.structures.model_dump(mode="json"), config.elements, config.loop.seed
+        )
+        check_input(config, structures)
     except ConfigError as err:
         raise ConfigError(f"Invalid input in {path}: {err}") from err
     return config

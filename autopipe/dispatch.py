@@ -8,6 +8,7 @@ appended adopts the file on resume instead of computing the task again.
 
 import importlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +25,7 @@ from autopipe.errors import AutopipeError
 from autopipe.executors.lifeline import process_identity, watch
 
 RESULT_FILE = "result.json"
+log = logging.getLogger("autopipe")
 
 #: The executor kind (site `kinds`) each task kind runs on; kinds not listed run on their own.
 EXECUTOR_KIND = {"init": "light", "select": "light", "explore": "md"}
@@ -39,11 +41,22 @@ APP_FUNCTIONS = {
 
 
 def read_result(task_dir: Path) -> dict[str, Any] | None:
-    """The result a finished task left in its directory, or None if it never finished."""
+    """The result a finished task left in its directory, or None if it never finished.
+
+    `run_task` writes the file atomically, so one that does not parse was damaged afterwards: it counts
+    as no result (the task runs again), never as a crash of the resumed run.
+    """
     path = Path(task_dir) / RESULT_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        result = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        result = None
+    if not isinstance(result, dict) or not ({"value", "error"} & result.keys()) or "wall_time" not in result:
+        log.warning("ignoring the damaged result file %s: the task runs again", path)
+        return None
+    return result
 
 
 def driver_identity() -> dict[str, Any]:

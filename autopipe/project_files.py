@@ -6,6 +6,7 @@ for the user (`export`, `init`) refuse any path that would replace a file of a p
 `UsageError` (exit 2) that says what is wrong and what to do; none writes anything.
 """
 
+import sqlite3
 from pathlib import Path
 
 from autopipe.errors import UsageError
@@ -68,7 +69,13 @@ def check_pair(root: Path, n_events: int) -> None:
 
 def check_intact(store: EventStore) -> int:
     """The number of events of a log that passes `verify`; UsageError naming the first bad seq otherwise."""
-    report = store.verify()
+    try:
+        report = store.verify()
+    except sqlite3.DatabaseError as err:
+        raise UsageError(
+            f"the event log {store.path} cannot be read ({err}): the file is damaged. Restore it from a "
+            f"backup, {NEW_PROJECT_HINT}."
+        ) from None
     if not report.ok:
         raise UsageError(
             f"the event log {store.path} fails verification at seq {report.first_bad_seq}: {report.reason}. "

@@ -6,6 +6,7 @@ never pydantic's union member names), the bad value and what is allowed. A leaf 
 yaml, pydantic, the standard library and `autopipe.errors`.
 """
 
+import math
 import re
 import types
 import typing
@@ -43,9 +44,16 @@ def load_model(path: Path, model: type[Model], wording: Wording) -> Model:
             f"not {type(data).__name__ if data is not None else 'an empty document'}."
         )
     try:
-        return model.model_validate(data)
+        validated = model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, path, model, wording)) from err
+    if bad := non_finite(validated):
+        raise ConfigError(
+            f"Invalid input in {path}:\n"
+            + "\n".join(f"  - {key}: must be a finite number, not NaN or infinity" for key in bad)
+            + f"\nEvery key is described in {wording.reference}."
+        )
+    return validated
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -75,22 +83,81 @@ _UniqueKeyLoader.add_implicit_resolver(
 )
 
 
+#: An input or site file is a page of settings: these bounds refuse a YAML "billion laughs" (aliases of
+#: aliases, a few hundred bytes that expand to billions of values) and absurd files before they cost memory.
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_VALUES = 100_000
+
+
 def read_yaml(path: Path) -> Any:
-    """The document in a YAML file, read with `_UniqueKeyLoader`; ConfigError says what and where."""
+    """The document in a YAML file, read with `_UniqueKeyLoader`; ConfigError says what and where.
+
+    The document is composed first and its size counted with every alias expanded; only a document
+    within MAX_YAML_VALUES is turned into Python objects.
+    """
     try:
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_YAML_BYTES:,} bytes: not an input or site file.")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError(f"The input file {path.absolute()} does not exist.") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"The input file {path} cannot be read as UTF-8 text: {err}.") from err
+    loader = _UniqueKeyLoader(text)  # a SafeLoader subclass: no arbitrary objects
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_YAML_VALUES:
+            raise ConfigError(
+                f"{path}: with its aliases (*name) expanded the document holds more than {MAX_YAML_VALUES:,} "
+                "values; write the settings out instead of nesting aliases."
+            )
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path} is not valid YAML: {err.problem}{where}.") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}.") from err
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}.") from err
+    except RecursionError as err:
+        raise ConfigError(f"{path} is nested too deeply to be an input or site file.") from err
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` becomes once every alias is copied out (memoised per node, so a bomb is
+    counted in linear time); ValueError for an alias inside the node it names."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise ValueError("an alias (*name) refers to a section that contains it: the document never ends")
+    open_nodes.add(id(node))
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    size = 1 + sum(_expanded_size(child, sizes, open_nodes) for child in children)
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
+def non_finite(value: Any, key: str = "") -> list[str]:
+    """Key paths (as the user writes them) of every NaN or infinite number inside `value`."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [key]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in non_finite(v, f"{key}[{i}]")]
+    if isinstance(value, BaseModel):
+        return non_finite(dict(value), key)
+    return []
 
 
 def format_validation_error(

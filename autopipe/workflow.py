@@ -42,6 +42,17 @@ def structure_uuid(key: str, index: int) -> str:
     return str(uuid.uuid5(_UUID_NAMESPACE, f"{key}/{index}"))
 
 
+def init_task(config: SystemConfig) -> tuple[str, dict[str, Any]]:
+    """The INIT task's key and inputs; with `structure_uuid` they name the starting structures before
+    they are built (the pre-flight check of the training split uses that)."""
+    inputs = {
+        "settings": config.structures.model_dump(mode="json"),
+        "elements": list(config.elements),
+        "seed": config.loop.seed,
+    }
+    return task_key("init", inputs), inputs
+
+
 class Project:
     """The files of one project directory (see docs/resume.md for the layout)."""
 
@@ -253,12 +264,7 @@ class WorkflowManager:
 
     def stage_init(self, generation: int) -> None:
         """Build the starting structures and put them in the database as generation 0."""
-        kwargs = {
-            "settings": self.config.structures.model_dump(mode="json"),
-            "elements": list(self.config.elements),
-            "seed": self.config.loop.seed,
-        }
-        key = task_key("init", kwargs)
+        key, kwargs = init_task(self.config)
 
         def store(structures: list[dict[str, Any]]) -> None:
             self.add_structures(structures, key, generation=0, config_type="initial")
@@ -466,10 +472,12 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     from autopipe.events import run_lock
     from autopipe.executors import build_parsl_config, load_site
     from autopipe.logs import log_to_file
+    from autopipe.preflight import check_before_run
     from autopipe.project_files import check_intact, check_pair, check_project_dir
 
     config = load_config(input_path, workdir)
     site = load_site(site_name)
+    check_before_run(config, site)
     if site.dft_command and config.dft.engine == "qe":
         config = config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
     project = Project(config.project_dir)

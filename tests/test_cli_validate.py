@@ -177,7 +177,7 @@ def test_unusable_structure_file_exits_2(tmp_path, monkeypatch, frames, expected
 
 
 def test_valid_input_prints_a_summary_and_writes_nothing(tmp_path, monkeypatch):
-    (tmp_path / "input.yaml").write_text(VALID)
+    (tmp_path / "input.yaml").write_text(VALID + "training: {functions_per_element: 8}\n")
     result = invoke(tmp_path, monkeypatch, "validate", "input.yaml", "--workdir", "runs/demo")
     assert result.exit_code == 0, result.output
     for expected in (

@@ -176,3 +176,15 @@ def test_a_workdir_that_is_a_file_is_refused(copy):
     result = mlip_auto("run", str(copy.parent / "input.yaml"), "--site", "threads",
                        "--workdir", str(copy / "system.json"))
     assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["header", "middle"])
+def test_corrupt_log_bytes_are_a_clear_refusal(copy, where):
+    log = copy / "events.sqlite"
+    data = bytearray(log.read_bytes())
+    start = 0 if where == "header" else len(data) // 2
+    data[start:start + 4096] = b"\xde\xad" * 2048
+    log.write_bytes(bytes(data))
+    result = rerun(copy)
+    assert result.returncode == 2, result.stderr
+    assert "events.sqlite" in result.stderr and "internal error" not in result.stderr

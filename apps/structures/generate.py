@@ -58,6 +58,11 @@ def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Ato
                 f"{key}: frame {frame} of {path} contains {', '.join(foreign)}, which is not in "
                 f"elements {elements}; add it to `elements` or remove those structures."
             )
+        if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
+            raise ConfigError(
+                f"{key}: frame {frame} of {path} has positions or a cell that are not finite numbers "
+                "(NaN or infinity); fix or remove that frame."
+            )
         if atoms.cell.rank < 3:
             raise ConfigError(
                 f"{key}: frame {frame} of {path} has no full 3D cell; DFT and MD here need periodic cells."
