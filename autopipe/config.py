@@ -68,7 +68,9 @@ class LoopSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_generations: PositiveInt = Field(3, description="number of potentials trained")
-    dft_budget: PositiveInt = Field(200, description="most DFT labels in the whole run")
+    dft_budget: PositiveInt = Field(
+        200, description="most successful DFT labels in the whole run, the starting structures' included"
+    )
     seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice (structures, MD)")
 
 

@@ -120,8 +120,16 @@ def test_scf_non_convergence_is_recovered_and_the_attempts_show_what_changed(tmp
     first, *rest = result["attempts"]
     assert first["failure_kind"] == "scf_not_converged" and first["changes"] == {}
     assert rest[0]["handler"] == "lower_mixing_beta"
-    assert rest[0]["changes"] == {"mixing_beta": [0.7, 0.49], "electron_maxstep": [2, 4]}
+    assert rest[0]["changes"] == {
+        "mixing_beta": [0.7, 0.49], "electron_maxstep": [2, 4], "mixing_lowered": [None, 1]
+    }
     assert rest[-1]["failure_kind"] is None
+    for attempt in rest:  # every retry starts from the charge density the attempt before it left
+        number = attempt["attempt"]
+        assert "startingpot='file'" in (tmp_path / f"attempt_{number}" / "pw.in").read_text().replace(" ", "")
+        assert "The initial density is read from file" in (tmp_path / f"attempt_{number}" / "pw.out").read_text()
+    assert "startingpot" not in (tmp_path / "attempt_1" / "pw.in").read_text()
+    assert not list(tmp_path.glob("attempt_*/scratch"))  # removed once the label is decided
     assert result["parameters"]["mixing_beta"] < 0.7
     assert all((tmp_path / f"attempt_{a['attempt']}" / "pw.out").is_file() for a in result["attempts"])
     reference = run(atoms, tmp_path / "reference")

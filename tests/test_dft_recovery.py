@@ -3,7 +3,9 @@
 import pytest
 
 from autopipe.apps.dft.parameters import MIXING_BETA_FLOOR
+from autopipe.apps.dft.pwout import FAILURE_KINDS
 from autopipe.apps.dft.recovery import QE_HANDLERS, more_bands
+from autopipe.apps.dft.settings import DFTSettings
 from autopipe.apps.retry import AttemptFailed, Failure, retry
 
 START = {
@@ -28,22 +30,33 @@ def remedies(kinds, details=None, max_attempts=20):
     return [(a.handler, a.changes) for a in outcome.attempts[1:]], outcome
 
 
-def test_scf_failure_lowers_mixing_to_the_floor_then_switches_diagonaliser_then_smears():
+def test_scf_remedies_take_turns_within_the_default_attempts():
+    """With dft.max_attempts at its default, both SCF remedies get a try (before, mixing used them all)."""
+    default = DFTSettings().max_attempts
+    steps, outcome = remedies(["scf_not_converged"], max_attempts=default)
+    assert [h for h, _ in steps] == ["lower_mixing_beta", "switch_diagonalization", "lower_mixing_beta"]
+    assert steps[0][1]["mixing_beta"] == [0.7, 0.49] and steps[0][1]["electron_maxstep"] == [100, 200]
+    assert steps[1][1] == {"diagonalization": ["david", "cg"]}
+    assert steps[2][1]["mixing_beta"] == [0.49, 0.343]
+    assert len(outcome.attempts) == default and "the limit" in outcome.failure.message
+
+
+def test_scf_remedies_run_out_with_mixing_at_its_floor_and_the_last_diagonaliser():
     steps, outcome = remedies(["scf_not_converged"])
-    handlers = [h for h, _ in steps]
     betas = [c["mixing_beta"][1] for h, c in steps if h == "lower_mixing_beta"]
     assert betas == [0.49, 0.343, 0.2401, 0.1681, 0.1177, MIXING_BETA_FLOOR]
-    assert steps[0][1]["electron_maxstep"] == [100, 200]
-    after_mixing = handlers[len(betas) :]
-    assert after_mixing == [
-        "switch_diagonalization",
-        "switch_diagonalization",
-        "more_smearing",
-        "more_smearing",
-    ]
     assert outcome.params["diagonalization"] == "ppcg"
-    assert outcome.params["degauss"] == 0.05  # doubled twice, capped
     assert "no recovery handler applies" in outcome.failure.message
+
+
+@pytest.mark.parametrize("kind", sorted(FAILURE_KINDS))
+def test_no_recovery_changes_what_a_label_computes(kind):
+    """Smearing, cutoffs and k-points are the dataset's: a recovered label has the same physics."""
+    start = {**START, "ecutwfc": 30.0, "ecutrho": 120.0, "kpts": [4, 4, 4], "smearing": "mv"}
+    for step in retry(handlers=QE_HANDLERS, max_attempts=20)(
+        lambda params, *, attempt: (_ for _ in ()).throw(AttemptFailed(Failure(kind, "x", {"nbnd": 8})))
+    )(start).attempts:
+        assert not {"degauss", "smearing", "ecutwfc", "ecutrho", "kpts", "occupations"} & step.changes.keys()
 
 
 def test_diagonalisation_errors_go_straight_to_another_diagonaliser():

@@ -20,7 +20,7 @@ from .emt import emt_label, emt_parameters
 from .parameters import choose_qe_parameters
 from .preflight import rejection, resolve_command
 from .pseudo import load_pseudopotentials
-from .pwscf import run_attempt
+from .pwscf import remove_scratch, run_attempt
 from .recovery import QE_HANDLERS
 from .settings import DFTSettings
 
@@ -100,7 +100,10 @@ def _label_qe(atoms: Atoms, config: DFTSettings, workdir: Path) -> dict[str, Any
         return _result("rejected", "qe", {}, failure=refusal, pseudopotentials=pseudos)
     parameters = choose_qe_parameters(atoms, config, headers)
     run = retry(handlers=QE_HANDLERS, max_attempts=config.max_attempts)(run_attempt)
-    outcome = run(parameters, atoms, argv, workdir)
+    try:
+        outcome = run(parameters, atoms, argv, workdir)
+    finally:
+        remove_scratch(workdir)
     if outcome.ok:
         return _result(
             "ok",

@@ -85,6 +85,7 @@ def facts(text: str) -> dict[str, Any]:
         "scf_accuracy": _float(accuracies[-1]) if accuracies else None,
         "nbnd": int(nbnd.group(1)) if nbnd else None,
         "code_version": code_version(text),
+        "restarted_from_density": "The initial density is read from file" in text,
     }
 
 

@@ -1,8 +1,10 @@
 """One pw.x attempt in its own directory: write the input with ASE, run it with a time limit, check it.
 
 The process runs in its own session so a timeout kills the whole group (launcher, MPI ranks, pw.x); the
-input, stdout (`pw.out`), stderr (`pw.err`) and pw.x's CRASH file stay in `attempt_N/`; the scratch
-`outdir` (wavefunctions, charge density) is removed afterwards to keep thousands of labels small.
+input, stdout (`pw.out`), stderr (`pw.err`) and pw.x's CRASH file stay in `attempt_N/`. A retry starts
+from the charge density the attempt before it left (`startingpot = 'file'`, as aiida-quantumespresso's
+restarts do) when there is one; the scratch `outdir` is removed once the label is decided
+(`remove_scratch`), to keep thousands of labels small.
 """
 
 import os
@@ -18,6 +20,7 @@ from ..process import start, stop_group
 from .pwout import RunInfo, check_output
 
 INPUT, OUTPUT, STDERR, SCRATCH = "pw.in", "pw.out", "pw.err", "scratch"
+SAVE = "pwscf.save"  # outdir/<prefix>.save: the charge density a restart reads
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of the process group
 
 
@@ -44,6 +47,8 @@ def input_data(params: dict[str, Any], attempt_dir: Path) -> dict[str, dict[str,
             key: params[key] for key in ("conv_thr", "mixing_beta", "electron_maxstep", "diagonalization")
         },
     }
+    if params.get("startingpot"):
+        namelists["electrons"]["startingpot"] = params["startingpot"]
     for section, entries in params.get("pw_input", {}).items():
         namelists[section].update(entries)
     return namelists
@@ -93,8 +98,24 @@ def run_attempt(
     if attempt_dir.exists():
         shutil.rmtree(attempt_dir)
     attempt_dir.mkdir(parents=True)
-    write_input(atoms, params, attempt_dir)
+    previous = workdir / f"attempt_{attempt - 1}" / SCRATCH
+    restart = _finished(previous.parent) and any((previous / SAVE).glob("charge-density.*"))
+    if restart:
+        shutil.copytree(previous / SAVE, attempt_dir / SCRATCH / SAVE)
+    shutil.rmtree(previous, ignore_errors=True)
+    write_input(atoms, {**params, "startingpot": "file" if restart else None}, attempt_dir)
     run = run_pw(argv, attempt_dir, params["timeout"], params["omp_num_threads"])
-    shutil.rmtree(attempt_dir / SCRATCH, ignore_errors=True)
     text = (attempt_dir / OUTPUT).read_text(errors="replace")
     return check_output(text, run, conv_thr=params["conv_thr"], nat=len(atoms), sent=atoms)
+
+
+def _finished(attempt_dir: Path) -> bool:
+    """Whether pw.x ended that attempt itself (a killed run may have left half a charge density)."""
+    output = attempt_dir / OUTPUT
+    return output.is_file() and "JOB DONE." in output.read_text(errors="replace")
+
+
+def remove_scratch(workdir: Path) -> None:
+    """Delete every attempt's scratch directory once the label is decided (ok or failed)."""
+    for scratch in workdir.glob(f"attempt_*/{SCRATCH}"):
+        shutil.rmtree(scratch, ignore_errors=True)

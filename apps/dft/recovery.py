@@ -2,7 +2,12 @@
 
 Each is `(failure, params) -> new params | None` (see autopipe.apps.retry) and changes as little as it can,
 so an attempt's recorded `changes` say exactly what was tried. The remedies are the ones the field uses
-(aiida-quantumespresso's PwBaseWorkChain): lower mixing, another diagonaliser, more bands, more smearing.
+(aiida-quantumespresso's PwBaseWorkChain): lower mixing, another diagonaliser, more bands.
+
+No handler changes what a label computes: smearing, cutoffs and k-points are the dataset's, so labels of
+one training set share their physics (a label recovered with twice the smearing would be another
+functional of the same structure). The SCF remedies take turns (mixing, diagonaliser, mixing, ...), so
+each gets a try within the default `dft.max_attempts` of 4.
 """
 
 import math
@@ -22,8 +27,6 @@ DIAGONALIZATION_ORDER = ["david", "cg", "ppcg"]
 MIXING_FACTOR = 0.7
 MAXSTEP_FACTOR = 2
 MAXSTEP_CAP = 1000
-DEGAUSS_FACTOR = 2.0
-DEGAUSS_CAP = 0.05  # Ry
 TIMEOUT_FACTOR = 2.0
 
 Params = dict[str, Any]
@@ -45,32 +48,35 @@ def more_bands(failure: Failure, params: Params) -> Params | None:
 
 
 def lower_mixing_beta(failure: Failure, params: Params) -> Params | None:
-    """SCF did not converge: mixing_beta x0.7 (not below the floor) and twice the SCF steps."""
+    """SCF did not converge: mixing_beta x0.7 (not below the floor) and twice the SCF steps; it waits its
+    turn while mixing was lowered more often than the diagonaliser was switched and a switch is left."""
     if failure.kind not in SCF_KINDS or params["mixing_beta"] <= MIXING_BETA_FLOOR:
+        return None
+    position = _switches(params)
+    if params.get("mixing_lowered", 0) > position and position + 1 < len(DIAGONALIZATION_ORDER):
         return None
     return {
         **params,
         "mixing_beta": max(MIXING_BETA_FLOOR, round(params["mixing_beta"] * MIXING_FACTOR, 4)),
         "electron_maxstep": min(MAXSTEP_CAP, params["electron_maxstep"] * MAXSTEP_FACTOR),
+        "mixing_lowered": params.get("mixing_lowered", 0) + 1,
     }
 
 
 def switch_diagonalization(failure: Failure, params: Params) -> Params | None:
-    """Diagonaliser trouble (or SCF trouble once mixing is at its floor): david -> cg -> ppcg."""
+    """Diagonaliser trouble, or SCF trouble on its turn after lower_mixing_beta: david -> cg -> ppcg."""
     if failure.kind not in DIAGONALIZATION_KINDS | SCF_KINDS:
         return None
-    current = params["diagonalization"]
-    position = DIAGONALIZATION_ORDER.index(current) if current in DIAGONALIZATION_ORDER else -1
+    position = _switches(params)
     if position + 1 >= len(DIAGONALIZATION_ORDER):
         return None
     return {**params, "diagonalization": DIAGONALIZATION_ORDER[position + 1]}
 
 
-def more_smearing(failure: Failure, params: Params) -> Params | None:
-    """Last resort for a metal that will not converge: twice the smearing width, up to 0.05 Ry."""
-    if failure.kind not in SCF_KINDS or params["degauss"] >= DEGAUSS_CAP:
-        return None
-    return {**params, "degauss": min(DEGAUSS_CAP, params["degauss"] * DEGAUSS_FACTOR)}
+def _switches(params: Params) -> int:
+    """How far along DIAGONALIZATION_ORDER the current diagonaliser is (-1 for one outside it)."""
+    current = params["diagonalization"]
+    return DIAGONALIZATION_ORDER.index(current) if current in DIAGONALIZATION_ORDER else -1
 
 
-QE_HANDLERS = [longer_timeout, more_bands, lower_mixing_beta, switch_diagonalization, more_smearing]
+QE_HANDLERS = [longer_timeout, more_bands, lower_mixing_beta, switch_diagonalization]
