@@ -131,6 +131,16 @@ class SelectionMade(_Payload):
     n_candidates: int
 
 
+class RunRetried(_Payload):
+    """A FAILED run started again once its cause was fixed: `state` of `generation` runs again and its
+    failed `tasks` are submitted anew; everything that finished is kept."""
+
+    state: LoopState
+    generation: int
+    reason: str
+    tasks: list[str]
+
+
 class RunFinished(_Payload):
     outcome: Literal["done", "failed"]
     reason: str
@@ -150,6 +160,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "model.trained": ModelTrained,
     "exploration.finished": ExplorationFinished,
     "selection.made": SelectionMade,
+    "run.retried": RunRetried,
     "run.finished": RunFinished,
 }
 
@@ -565,6 +576,14 @@ def _on_run_finished(state: RunState, p: dict[str, Any]) -> None:
     state.finished, state.outcome, state.reason = True, p["outcome"], p["reason"]
 
 
+def _on_run_retried(state: RunState, p: dict[str, Any]) -> None:
+    state.finished, state.outcome, state.reason = False, None, ""
+    for key in p["tasks"]:  # forgotten, so the stage submits them as new tasks
+        state.tasks.pop(key, None)
+    if p["state"] == "DFT":  # the one summary a stage appends before it can fail: recounted on retry
+        state.datasets.pop(p["generation"], None)
+
+
 def _per_generation(attribute: str) -> Callable[[RunState, dict[str, Any]], None]:
     def record(state: RunState, p: dict[str, Any]) -> None:
         getattr(state, attribute)[p["generation"]] = p
@@ -585,6 +604,7 @@ _APPLY: dict[str, Callable[[RunState, dict[str, Any]], object]] = {
     "model.trained": _per_generation("models"),
     "exploration.finished": _per_generation("explorations"),
     "selection.made": _per_generation("selections"),
+    "run.retried": _on_run_retried,
     "run.finished": _on_run_finished,
 }
 

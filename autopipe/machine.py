@@ -35,6 +35,8 @@ TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
                                                  "candidates_selected"),                   "new_generation"),
     ("finish",            "SELECT",  "DONE",    (),                                        None),
     ("fail",              "*",       "FAILED",  (),                                        None),
+    # retry: a FAILED run whose cause was fixed goes back to the stage that failed (LoopMachine.retry)
+    ("retry",             "FAILED",  "=",       (),                                        None),
 ]  # fmt: skip
 
 #: The reason recorded when a guard does not hold.
@@ -175,6 +177,15 @@ class LoopMachine:
 
     def fail(self, reason: str) -> StateEntered:
         self._fire("fail")
+        return self.entered(reason)
+
+    def retry(self, stage: str, generation: int, reason: str) -> StateEntered:
+        """FAILED -> `stage` of `generation`, the stage that failed (read from the log), its cause fixed."""
+        if stage not in STATES or stage in ("DONE", "FAILED"):
+            raise RunError(f"cannot retry {stage!r}: only a stage of the loop can be run again")
+        self._fire("retry")
+        self._fsm.set_state(stage, model=self._loop)
+        self._loop.generation = generation
         return self.entered(reason)
 
     def _fire(self, trigger: str, *args: object) -> bool:

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from autopipe.errors import UsageError
-from autopipe.events import EVENTS_FILE, LOCK_FILE, EventStore
+from autopipe.events import EVENTS_FILE, LOCK_FILE, EventStore, RunState
 
 STRUCTURES_FILE = "structures.db"
 #: Names a project directory owns: writing any of them from outside a run would damage the project.
@@ -83,3 +83,20 @@ def check_intact(store: EventStore) -> int:
             f"{NEW_PROJECT_HINT} (`mlip-auto events verify` shows the damage)."
         )
     return report.n_events
+
+
+def check_potentials(root: Path, state: RunState) -> None:
+    """UsageError when a run that will go on (unfinished, or FAILED and about to be retried) lacks a
+    potential or active set its log points to: later stages would fail on it."""
+    if state.outcome == "done":
+        return
+    missing = [
+        name for model in state.models.values() for name in (model["potential"], model["active_set"])
+        if not (root / name).is_file()
+    ]
+    if missing:
+        raise UsageError(
+            f"the project {root} lacks {', '.join(missing)}, which its event log records as trained: the "
+            "run cannot go on without them. Restore them (from a backup, or the train task's fit/ "
+            f"directory under generations/), {NEW_PROJECT_HINT}."
+        )

@@ -143,6 +143,22 @@ class WorkflowManager:
         self.machine = LoopMachine.from_run_state(self.run_state)
         if self.run_state.state is None:
             self.append("state.entered", self.machine.entered("run started"))
+        if self.run_state.outcome == "failed":
+            self.retry_failed_stage()
+
+    def retry_failed_stage(self) -> None:
+        """Run the stage that failed again (its cause fixed since): its failed tasks are submitted anew,
+        everything that finished is kept. Recorded as `run.retried`, then the stage is entered."""
+        stage, generation = _failed_stage(self.store.events())
+        tasks = [
+            key
+            for key, task in self.run_state.tasks.items()
+            if task.status == "failed" and task.generation == generation and task.kind == STAGE_TASKS.get(stage)
+        ]
+        reason = f"retrying {stage} of generation {generation}, which failed: {self.run_state.reason}"
+        log.info(reason)
+        self.append("run.retried", {"state": stage, "generation": generation, "reason": reason, "tasks": tasks})
+        self.enter(self.machine.retry(stage, generation, reason))
 
     def append(self, kind: str, payload: Any) -> None:
         """Append one event durably and fold it into the run state kept in memory."""
@@ -412,6 +428,17 @@ class WorkflowManager:
             max_generations=self.config.loop.max_generations)))
 
 
+#: The kind of task each stage submits: the failed ones are what a retry of that stage runs again.
+STAGE_TASKS = {"INIT": "init", "DFT": "dft", "TRAIN": "train", "EXPLORE": "explore", "SELECT": "select"}
+
+
+def _failed_stage(events: list[Any]) -> tuple[str, int]:
+    """The stage (and its generation) the loop was in when it entered FAILED the last time."""
+    entered = [e.payload for e in events if e.kind == "state.entered"]
+    last = next(p for p in reversed(entered) if p["state"] != "FAILED")
+    return last["state"], last["generation"]
+
+
 def _geometry(structure: dict[str, Any]) -> dict[str, Any]:
     return {k: structure[k] for k in ("numbers", "positions", "cell", "pbc")}
 
@@ -473,7 +500,7 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     from autopipe.executors import build_parsl_config, load_site
     from autopipe.logs import log_to_file
     from autopipe.preflight import check_before_run
-    from autopipe.project_files import check_intact, check_pair, check_project_dir
+    from autopipe.project_files import check_intact, check_pair, check_potentials, check_project_dir
 
     config = load_config(input_path, workdir)
     site = load_site(site_name)
@@ -487,6 +514,7 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
         with EventStore.open_existing(project.events) as existing:
             n_events = check_intact(existing)
             check_compatible(config, existing)
+            check_potentials(project.root, fold(existing.events()))
     check_pair(project.root, n_events)
     project.root.mkdir(parents=True, exist_ok=True)
     with run_lock(project.root), EventStore(project.events) as store:

@@ -375,7 +375,7 @@ def a_run_with_every_event_kind():
 
 def test_fold_rebuilds_the_run_state(store):
     items = a_run_with_every_event_kind()
-    assert {kind for kind, _ in items} == set(PAYLOADS)
+    assert {kind for kind, _ in items} | {"run.retried"} == set(PAYLOADS)  # retried: the test below
     store.append_many(items)
     run = fold(store.events())
 
@@ -414,6 +414,20 @@ def test_fold_is_pure_and_resume_clears_the_finish(store):
     store.append("run.resumed", {"config_hash": "h1", "site": "local", "pending_tasks": 1})
     run = fold(store.events())
     assert (run.finished, run.outcome, run.n_resumes) == (False, None, 2)
+
+
+def test_a_retry_reopens_a_failed_run_and_forgets_only_the_retried_tasks(store):
+    store.append_many(a_run_with_every_event_kind())
+    store.append_many([
+        entered("FAILED", 1),
+        ("run.finished", {"outcome": "failed", "reason": "too many failed DFT labels", "generation": 1}),
+        ("run.retried", {"state": "DFT", "generation": 0, "reason": "retrying DFT", "tasks": ["b"]}),
+        entered("DFT", 0),
+    ])
+    run = fold(store.events())
+    assert (run.finished, run.outcome, run.state, run.generation) == (False, None, "DFT", 0)
+    assert "b" not in run.tasks and run.completed_keys == {"a", "c", "fit0"}  # finished work is kept
+    assert 0 not in run.datasets and run.models[0]["potential"] == "gen_000.yaml"
 
 
 def test_folding_event_by_event_from_a_start_equals_one_replay(store):

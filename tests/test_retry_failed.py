@@ -1,0 +1,77 @@
+"""A FAILED project is resumable: once the cause is fixed, the rerun retries the stage that failed.
+
+pw.x is started through a wrapper script, as on clusters. The wrapper is broken ("module not loaded")
+for every call but the first, so generation 0 ends FAILED with one finished label; after the fix the
+same command retries DFT, computes only the labels that failed, and finishes the run.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autopipe.events import EventStore, fold
+
+pytestmark = [pytest.mark.slow, pytest.mark.qe,
+              pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x not installed")]
+
+MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
+INPUT = """
+project: {{name: al}}
+elements: [Al]
+structures:
+  generator: {{prototype: fcc, cubic: true, rattled: 3, strained: 0}}
+dft: {{command: {command}, pseudopotentials: {{Al: Al.pz-vbc.UPF}}, ecutwfc: 15, kspacing: 0.8, max_attempts: 1}}
+training: {{mode: linear, accuracy: fast, functions_per_element: 8, test_fraction: 0}}
+exploration: {{temperatures: [300], steps: 20, check_interval: 10, gamma_select: 2.0, gamma_halt: 20.0}}
+loop: {{max_generations: 1, dft_budget: 10, seed: 1}}
+"""
+WRAPPER = """#!/bin/bash
+echo "$PWD" >> {folder}/calls.log
+if [ -e {folder}/broken ] && ! mkdir {folder}/first-call 2>/dev/null; then
+  echo "pw.x: module quantum-espresso not loaded" >&2; exit 1
+fi
+exec pw.x "$@"
+"""
+
+
+def run(input_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([MLIP_AUTO, "run", str(input_path), "--site", "threads"],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_a_failed_run_is_retried_after_the_fix_keeping_every_finished_label(tmp_path):
+    wrapper = tmp_path / "pw-wrapper"
+    wrapper.write_text(WRAPPER.format(folder=tmp_path))
+    wrapper.chmod(0o755)
+    (tmp_path / "broken").touch()
+    input_path = tmp_path / "input.yaml"
+    input_path.write_text(INPUT.format(command=wrapper))
+
+    first = run(input_path)
+    assert first.returncode == 1 and "FAILED: too many failed DFT labels" in first.stdout
+    with EventStore.open_existing(tmp_path / "al" / "events.sqlite") as store:
+        failed = fold(store.events())
+    assert len(failed.labels_done()) == 1 and len(failed.labels_failed()) == 3
+    finished_label = failed.labels_done()[0].key
+
+    assert run(input_path).returncode == 1  # not fixed yet: retried, fails again, nothing lost
+    (tmp_path / "broken").unlink()
+    calls_before = (tmp_path / "calls.log").read_text().splitlines()
+    fixed = run(input_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "DONE" in fixed.stdout
+
+    with EventStore.open_existing(tmp_path / "al" / "events.sqlite") as store:
+        events = store.events()
+        state = fold(events)
+    retried = [e.payload for e in events if e.kind == "run.retried"]
+    assert len(retried) == 2 and all(p["state"] == "DFT" and p["generation"] == 0 for p in retried)
+    assert "too many failed DFT labels" in retried[-1]["reason"] and len(retried[-1]["tasks"]) == 3
+    assert finished_label not in retried[-1]["tasks"]
+    assert len(state.labels_done(0)) == 4 and state.outcome == "done" and 0 in state.models
+    new_calls = (tmp_path / "calls.log").read_text().splitlines()[len(calls_before):]
+    assert len(new_calls) == 3  # only the failed labels ran again
+    assert not any(finished_label in call for call in new_calls)
