@@ -188,3 +188,16 @@ def test_corrupt_log_bytes_are_a_clear_refusal(copy, where):
     result = rerun(copy)
     assert result.returncode == 2, result.stderr
     assert "events.sqlite" in result.stderr and "internal error" not in result.stderr
+
+
+def test_a_run_that_would_go_on_without_its_potential_is_refused(started):
+    with EventStore(started / "events.sqlite") as store:
+        store.append("model.trained", {"generation": 0, "potential": "potentials/gen_000.yaml",
+                                       "active_set": "potentials/gen_000.asi", "metrics": {}, "n_train": 8,
+                                       "n_validation": 1})
+    (started / "potentials" / "gen_000.asi").write_text("")  # the potential itself was deleted
+    before = fingerprint(started)
+    result = rerun(started)
+    assert result.returncode == 2 and "lacks potentials/gen_000.yaml" in result.stderr
+    assert "gen_000.asi" not in result.stderr
+    assert fingerprint(started) == before
