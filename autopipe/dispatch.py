@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from parsl.app.app import python_app
 
+from autopipe.apps.process import Interrupted, interrupted
 from autopipe.errors import AutopipeError
 from autopipe.executors.lifeline import process_identity, watch
 
@@ -107,6 +108,8 @@ def _run_in(directory: Path, function: str, kwargs: dict[str, Any]) -> dict[str,
         result = {"value": app(**kwargs)}
     except AutopipeError as exc:
         result = {"error": {"kind": getattr(exc, "kind", type(exc).__name__), "message": str(exc)}}
+    if interrupted():  # its programs were stopped by Ctrl-C: the outcome says nothing about the task
+        raise Interrupted(f"{function} was stopped by an interrupt; its result is not kept")
     result["wall_time"] = time.perf_counter() - start
     tmp = directory / (RESULT_FILE + ".tmp")
     with open(tmp, "w") as handle:

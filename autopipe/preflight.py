@@ -27,11 +27,30 @@ def check_before_run(config: SystemConfig, site: SiteConfig) -> list[dict[str, A
     """Every check `run` and `validate` make beyond the input's own validation; returns the starting
     structures (built again here: `load_config` has already bounded their size)."""
     check_site(site)
+    check_project_path(config, site)
     check_programs(config, site)
     structures = initial_structures(config.structures.model_dump(mode="json"), config.elements, config.loop.seed)
     key, _ = init_task(config)
     check_training_split(config, structures, [structure_uuid(key, i) for i in range(len(structures))])
     return structures
+
+
+def check_project_path(config: SystemConfig, site: SiteConfig) -> None:
+    """ConfigError for a project directory the run's tools cannot use: a control character (newline, tab)
+    anywhere; a blank on a site with Parsl workers, whose launch line (Parsl's) does not quote paths."""
+    root = str(config.project_dir)
+    if not root.isprintable():
+        raise ConfigError(
+            f"the project directory {root!r} contains a control character (newline, tab, ...), which the "
+            "input files of pw.x and Pacemaker cannot hold: choose another --workdir or project.name."
+        )
+    workers = [executor.label for executor in site.executors if executor.type == "htex"]
+    if workers and any(character.isspace() for character in root):
+        raise ConfigError(
+            f"the project directory {root!r} contains a blank: on site {site.name} the Parsl workers "
+            f"({', '.join(workers)}) are started by a shell line that does not quote paths, so the run would "
+            "hang. Choose a --workdir without blanks (or run on --site threads, which starts no workers)."
+        )
 
 
 def check_programs(config: SystemConfig, site: SiteConfig | None) -> None:

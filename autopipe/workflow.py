@@ -495,6 +495,7 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     """
     import parsl
 
+    from autopipe.apps.process import stop_all
     from autopipe.config import load_config
     from autopipe.events import run_lock
     from autopipe.executors import build_parsl_config, load_site
@@ -527,6 +528,9 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
         dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))
         try:
             return manager.run(), project.root
+        except KeyboardInterrupt:
+            stop_all()  # programs of tasks running in this process (site threads); workers' die with them
+            raise
         finally:
             dfk.cleanup()
             parsl.clear()

@@ -92,3 +92,22 @@ def test_a_small_start_that_the_split_would_starve_is_refused_up_front(tmp_path)
     lucky = next(s for s in range(500) if held_out(tmp_path, s) == 0)
     assert validate(tmp_path, SMALL.format(seed=lucky, extra="")).exit_code == 0
 
+
+
+def test_a_project_path_with_a_blank_is_refused_where_workers_would_hang(tmp_path):
+    (tmp_path / "input.yaml").write_text(SMALL.format(seed=0, extra=", test_fraction: 0"))
+    workdir = str(tmp_path / "my project")
+    local = CliRunner().invoke(app, ["validate", str(tmp_path / "input.yaml"), "--workdir", workdir])
+    assert local.exit_code == 2 and "contains a blank" in local.output and "--site threads" in local.output
+    threads = CliRunner().invoke(app, ["validate", str(tmp_path / "input.yaml"), "--workdir", workdir,
+                                       "--site", "threads"])
+    assert threads.exit_code == 0, threads.output
+
+
+def test_a_project_path_with_a_newline_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "input.yaml").write_text(SMALL.format(seed=0, extra=", test_fraction: 0"))
+    result = subprocess.run([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", "threads",
+                             "--workdir", str(tmp_path / "a\nb")], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 2 and "control character" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.yaml"]

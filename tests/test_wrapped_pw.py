@@ -1,15 +1,21 @@
-"""A FAILED project is resumable: once the cause is fixed, the rerun retries the stage that failed.
+"""pw.x started through a wrapper script, as on clusters: a FAILED run is retried once the wrapper is
+fixed, and Ctrl-C ends the run and the program behind the wrapper at once.
 
-pw.x is started through a wrapper script, as on clusters. The wrapper is broken ("module not loaded")
-for every call but the first, so generation 0 ends FAILED with one finished label; after the fix the
-same command retries DFT, computes only the labels that failed, and finishes the run.
+Retry: the wrapper is broken ("module not loaded") for every call but the first, so generation 0 ends
+FAILED with one finished label; after the fix the same command retries DFT, computes only the labels
+that failed, and finishes the run. Interrupt: the wrapper starts its program as a child and waits, so the
+program is a grandchild of the task, which the kernel's parent-death signal does not reach: only the end
+of its whole process group does.
 """
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from autopipe.events import EventStore, fold
@@ -75,3 +81,34 @@ def test_a_failed_run_is_retried_after_the_fix_keeping_every_finished_label(tmp_
     new_calls = (tmp_path / "calls.log").read_text().splitlines()[len(calls_before):]
     assert len(new_calls) == 3  # only the failed labels ran again
     assert not any(finished_label in call for call in new_calls)
+
+
+SLEEPING_WRAPPER = """#!/bin/bash
+sleep 600 &
+echo $! >> {folder}/programs.pids
+wait
+"""
+
+
+@pytest.mark.parametrize("site", ["threads", "local"])
+def test_ctrl_c_stops_the_run_and_the_programs_behind_a_wrapper(tmp_path, site):
+    wrapper = tmp_path / "pw-wrapper"
+    wrapper.write_text(SLEEPING_WRAPPER.format(folder=tmp_path))
+    wrapper.chmod(0o755)
+    (tmp_path / "input.yaml").write_text(INPUT.format(command=wrapper))
+    pids = tmp_path / "programs.pids"
+    run = subprocess.Popen([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", site],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (pids.exists() and len(pids.read_text().split()) >= 2):  # both workers' labels running
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.1)
+    programs = [int(pid) for pid in pids.read_text().split()]
+    start = time.monotonic()
+    run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and "Interrupted" in stderr
+    assert time.monotonic() - start < 15
+    while any(psutil.pid_exists(pid) for pid in programs) and time.monotonic() - start < 15:
+        time.sleep(0.2)
+    assert not [pid for pid in programs if psutil.pid_exists(pid)], "a program outlived its run"
