@@ -129,11 +129,15 @@ def run(
     site: SiteOption = "local",
     workdir: WorkdirOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every event appended.")] = False,
+    from_labels: Annotated[
+        Path | None,
+        typer.Option("--from-labels", help="Start a new project with this project's finished DFT labels."),
+    ] = None,
 ) -> None:
     """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""
     log_to_console(verbose, err_console)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or a user's `kill`: stop like Ctrl-C
-    state, project = run_project(input_file, site, workdir)
+    state, project = run_project(input_file, site, workdir, from_labels)
     if state.models:
         console.print(_generations_table(state))
     outcome = "DONE" if state.outcome == "done" else "FAILED"

@@ -23,8 +23,9 @@ from autopipe.apps.structures import atoms_to_dict
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, read_result
-from autopipe.errors import ConfigError
+from autopipe.errors import ConfigError, UsageError
 from autopipe.events import EventStore, RunState, canonical_json, fold
+from autopipe.import_labels import Label, import_labels
 from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
 
 log = logging.getLogger("autopipe")
@@ -110,8 +111,9 @@ class WorkflowManager:
 
     # --- start and resume ------------------------------------------------------------------------------
 
-    def open(self, store: EventStore) -> None:
-        """Record the start or the resumption of the run; write the project's files on first start."""
+    def open(self, store: EventStore, imported: list[Label] | None = None) -> None:
+        """Record the start or the resumption of the run; write the project's files on first start, with
+        the `imported` labels of another project (`--from-labels`)."""
         self.store = store
         self.db = DatabaseManager(self.project.structures)
         self.dispatcher = Dispatcher(self.executor_for)
@@ -131,6 +133,7 @@ class WorkflowManager:
                     "site": self.site_name,
                 },
             )
+            import_labels(self, imported or [])
         elif not self.run_state.finished:
             self.append(
                 "run.resumed",
@@ -485,8 +488,11 @@ def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
 
 
 
-def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -> tuple[RunState, Path]:
-    """Create or resume the project `input_path` describes and run it to DONE or FAILED.
+def run_project(
+    input_path: Path, site_name: str, workdir: Path | None = None, from_labels: Path | None = None
+) -> tuple[RunState, Path]:
+    """Create or resume the project `input_path` describes and run it to DONE or FAILED; a new project
+    starts with the finished labels of the project `from_labels` (docs/resume.md).
 
     Returns the final run state and the project directory.
 
@@ -499,6 +505,7 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
     from autopipe.config import load_config
     from autopipe.events import run_lock
     from autopipe.executors import build_parsl_config, load_site
+    from autopipe.import_labels import read_labels
     from autopipe.logs import log_to_file
     from autopipe.preflight import check_before_run
     from autopipe.project_files import check_intact, check_pair, check_potentials, check_project_dir
@@ -517,12 +524,20 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
             check_compatible(config, existing)
             check_potentials(project.root, fold(existing.events()))
     check_pair(project.root, n_events)
+    imported = None
+    if from_labels is not None:
+        if n_events:
+            raise UsageError(
+                f"--from-labels brings labels into a new project, but {project.root} has already started; "
+                "choose another --workdir."
+            )
+        imported = read_labels(from_labels, config)
     project.root.mkdir(parents=True, exist_ok=True)
     with run_lock(project.root), EventStore(project.events) as store:
         log_to_file(project.logs / "autopipe.log")
         executor_for = {kind: site.executor_for(kind) for kind in ("dft", "train", "md", "light")}
         manager = WorkflowManager(config, site.name, executor_for, input_path.read_text())
-        manager.open(store)
+        manager.open(store, imported)
         if manager.run_state.finished:
             return manager.run_state, project.root
         dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))

@@ -9,12 +9,14 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from autopipe.config import load_config
-from autopipe.events import EventStore, run_lock
+from autopipe.database import DatabaseManager
+from autopipe.events import EventStore, fold, run_lock
 from autopipe.workflow import WorkflowManager
 
 MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
@@ -201,3 +203,40 @@ def test_a_run_that_would_go_on_without_its_potential_is_refused(started):
     assert result.returncode == 2 and "lacks potentials/gen_000.yaml" in result.stderr
     assert "gen_000.asi" not in result.stderr
     assert fingerprint(started) == before
+
+
+def test_finished_labels_are_carried_into_a_new_project_with_their_provenance(finished, tmp_path):
+    source = finished.parent / "emt_al"
+    with EventStore.open_existing(source / "events.sqlite") as store:
+        source_labels = {t.key for t in fold(store.events()).labels_done()}
+    (tmp_path / "input.yaml").write_text(INPUT.replace("seed: 3", "seed: 4"))
+    result = mlip_auto("run", str(tmp_path / "input.yaml"), "--site", "threads", "--from-labels", str(source))
+    assert result.returncode == 0, result.stderr
+    with EventStore.open_existing(tmp_path / "emt_al" / "events.sqlite") as store:
+        events = store.events()
+        state = fold(events)
+    imported = [p for p in (e.payload for e in events if e.kind == "task.submitted") if p["inputs"]]
+    assert {p["key"] for p in imported} == source_labels
+    assert all(p["inputs"]["imported_from"].startswith(f"{source}:") for p in imported)
+    submitted = [e.payload for e in events if e.kind == "task.submitted"]
+    assert all(Counter(p["key"] for p in submitted)[key] == 1 for key in source_labels)
+    imported_uuids = {p["label"] for p in imported}  # the DFT stage found them done, computed none again:
+    assert [p for p in submitted if p["label"] in imported_uuids] == imported
+    assert source_labels <= {t.key for t in state.labels_done(0)}
+    db = DatabaseManager(tmp_path / "emt_al" / "structures.db")
+    rows = db.structures(config_type="imported")
+    assert len(rows) == len(source_labels)
+    assert all(db.label_of(row.uuid)["imported_from"].startswith(str(source)) for row in rows)
+
+
+def test_labels_of_other_physics_or_into_a_started_project_are_refused(finished, copy, tmp_path):
+    source = finished.parent / "emt_al"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "input.yaml").write_text(INPUT.replace("{engine: emt}", "{engine: emt, min_distance_factor: 0.4}"))
+    result = mlip_auto("run", str(other / "input.yaml"), "--site", "threads", "--from-labels", str(source))
+    assert result.returncode == 2 and "dft.min_distance_factor differ" in result.stderr
+    assert sorted(p.name for p in other.iterdir()) == ["input.yaml"]
+    started = mlip_auto("run", str(copy.parent / "input.yaml"), "--site", "threads", "--from-labels",
+                        str(source))
+    assert started.returncode == 2 and "new project" in started.stderr
