@@ -20,6 +20,7 @@ from autopipe.config import SystemConfig
 from autopipe.errors import ConfigError, DFTError, TrainingError
 from autopipe.executors.schema import SiteConfig
 from autopipe.limits import check_site
+from autopipe.project_files import check_project_dir
 from autopipe.workflow import init_task, structure_uuid
 
 
@@ -36,8 +37,9 @@ def check_before_run(config: SystemConfig, site: SiteConfig) -> list[dict[str, A
 
 
 def check_project_path(config: SystemConfig, site: SiteConfig) -> None:
-    """ConfigError for a project directory the run's tools cannot use: a control character (newline, tab)
-    anywhere; a blank on a site with Parsl workers, whose launch line (Parsl's) does not quote paths."""
+    """ConfigError for a project directory the run's tools cannot use: a file; a control character (newline,
+    tab) anywhere; a blank on a site with Parsl workers, whose launch line (Parsl's) does not quote paths."""
+    check_project_dir(config.project_dir)
     root = str(config.project_dir)
     if not root.isprintable():
         raise ConfigError(

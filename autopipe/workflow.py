@@ -508,7 +508,7 @@ def run_project(
     from autopipe.import_labels import read_labels
     from autopipe.logs import log_to_file
     from autopipe.preflight import check_before_run
-    from autopipe.project_files import check_intact, check_pair, check_potentials, check_project_dir
+    from autopipe.project_files import check_intact, check_pair, check_potentials
 
     config = load_config(input_path, workdir)
     site = load_site(site_name)
@@ -516,7 +516,6 @@ def run_project(
     if site.dft_command and config.dft.engine == "qe":
         config = config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
     project = Project(config.project_dir)
-    check_project_dir(project.root)
     n_events = 0
     if project.events.exists():
         with EventStore.open_existing(project.events) as existing:

@@ -178,6 +178,8 @@ def test_a_workdir_that_is_a_file_is_refused(copy):
     result = mlip_auto("run", str(copy.parent / "input.yaml"), "--site", "threads",
                        "--workdir", str(copy / "system.json"))
     assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+    checked = mlip_auto("validate", str(copy.parent / "input.yaml"), "--workdir", str(copy / "system.json"))
+    assert checked.returncode == 2 and "is a file, not a directory" in checked.stderr
 
 
 @pytest.mark.parametrize("where", ["header", "middle"])
