@@ -6,6 +6,7 @@ Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. Ne
 `@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
 """
 
+import json
 import signal
 from collections import Counter
 from importlib import resources
@@ -30,7 +31,10 @@ from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
 from autopipe.preflight import check_before_run
 from autopipe.project_files import refuse_project_file
-from autopipe.workflow import run_project
+from autopipe.workflow import assess_project, run_project
+
+#: Exit code of `run` and `assess` when the potential was assessed as not usable (docs/assessment.md).
+NOT_USABLE = 3
 
 console = Console()
 err_console = Console(stderr=True)
@@ -140,8 +144,11 @@ def run(
     state, project = run_project(input_file, site, workdir, from_labels)
     if state.models:
         console.print(_generations_table(state))
+    verdicts = [a for a in state.assessments if a["source"] == "run"]
+    if verdicts:
+        console.print(_assessment_table(verdicts[-1]))
     outcome = "DONE" if state.outcome == "done" else "FAILED"
-    style = "bold green" if outcome == "DONE" else "bold red"
+    style = "bold green" if outcome == "DONE" and verdicts[-1:] != [] and verdicts[-1]["usable"] else "bold red"
     console.print(Text(f"{outcome}: {state.reason}", style=style), soft_wrap=True)
     console.print(
         f"generation {state.generation}, {len(state.labels_done())} labels "
@@ -150,6 +157,46 @@ def run(
     )
     if outcome != "DONE":
         raise typer.Exit(1)
+    if verdicts and not verdicts[-1]["usable"]:
+        raise typer.Exit(NOT_USABLE)
+
+
+@app.command()
+def assess(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    generation: Annotated[
+        int | None, typer.Option("--generation", help="Whose potential (default: the newest).")
+    ] = None,
+    site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+) -> None:
+    """Assess a potential of PROJECT against fresh DFT; exit 0 if usable, 3 if not (docs/assessment.md)."""
+    log_to_console(False, err_console)
+    verdict = assess_project(project, site, generation)
+    if as_json:
+        print(json.dumps(verdict, indent=1))
+    else:
+        console.print(_assessment_table(verdict))
+    if not verdict["usable"]:
+        raise typer.Exit(NOT_USABLE)
+
+
+def _assessment_table(verdict: dict[str, Any]) -> Table:
+    """Each number against fresh DFT, its tolerance and whether it passed; the verdict as the caption."""
+    word = "usable" if verdict["usable"] else "not usable"
+    table = Table("property", "DFT", "potential", "error", "tolerance", "", "note",
+                  title=f"Assessment of generation {verdict['generation']} against fresh DFT", title_justify="left",
+                  caption=f"{word}: {verdict['reason']}", caption_justify="left")
+    for row in verdict["rows"]:
+        unit = f" {row['unit']}" if row["unit"] else ""
+        error = "-" if row["error_percent"] is None else f"{row['error_percent']:+.1f}%"
+        if row["unit"] == "meV/A":
+            error = "-"
+        mark = Text("ok", style="green") if row["passed"] else Text("FAIL", style="bold red")
+        table.add_row(row["name"], _number(row["dft"]) + unit if row["dft"] is not None else "-",
+                      _number(row["potential"]) + unit if row["potential"] is not None else "-",
+                      error, row["tolerance"], mark, row["note"])
+    return table
 
 
 def _generations_table(state: RunState) -> Table:

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from autopipe.apps.assess.settings import AssessSettings
 from autopipe.apps.dft.emt import EMT_ELEMENTS
 from autopipe.apps.dft.pseudo import check_pseudopotentials
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS, DFTSettings
@@ -87,6 +88,7 @@ class MinimalConfig(BaseModel):
     exploration: ExplorationSettings = Field(default_factory=ExplorationSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    assess: AssessSettings = Field(default_factory=AssessSettings)
 
     @field_validator("elements")
     @classmethod

@@ -29,7 +29,8 @@ RESULT_FILE = "result.json"
 log = logging.getLogger("autopipe")
 
 #: The executor kind (site `kinds`) each task kind runs on; kinds not listed run on their own.
-EXECUTOR_KIND = {"init": "light", "select": "light", "explore": "md"}
+EXECUTOR_KIND = {"init": "light", "select": "light", "explore": "md", "reference": "dft", "assess_md": "md",
+                 "assess": "light"}
 
 #: Dotted names of the app functions each task kind calls.
 APP_FUNCTIONS = {
@@ -38,6 +39,9 @@ APP_FUNCTIONS = {
     "train": "autopipe.apps.train:fit",
     "explore": "autopipe.apps.explore:run_walker",
     "select": "autopipe.apps.select:select_candidates",
+    "reference": "autopipe.apps.dft:label",
+    "assess_md": "autopipe.apps.assess:md_check",
+    "assess": "autopipe.apps.assess:assess_potential",
 }
 
 

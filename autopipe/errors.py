@@ -41,3 +41,11 @@ class TrainingError(RunError):
 
 class ExplorationError(RunError):
     """Molecular dynamics with the current potential could not be run."""
+
+
+class AssessmentError(RunError):
+    """The assessment could not be made (e.g. DFT itself has no minimum in the volume range); `kind` names why."""
+
+    def __init__(self, message: str, kind: str = "assessment_failed"):
+        super().__init__(message)
+        self.kind = kind

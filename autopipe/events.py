@@ -37,8 +37,8 @@ EVENTS_FILE = "events.sqlite"
 LOCK_FILE = "run.lock"
 ZERO_HASH = "0" * 64
 
-LoopState = Literal["INIT", "DFT", "TRAIN", "EXPLORE", "SELECT", "DONE", "FAILED"]
-TaskKind = Literal["init", "dft", "train", "explore", "select"]
+LoopState = Literal["INIT", "DFT", "TRAIN", "EXPLORE", "SELECT", "ASSESS", "DONE", "FAILED"]
+TaskKind = Literal["init", "dft", "train", "explore", "select", "reference", "assess_md", "assess"]
 TaskStatus = Literal["submitted", "completed", "failed"]
 
 
@@ -123,12 +123,31 @@ class ExplorationFinished(_Payload):
     n_candidates: int
     max_gamma: float | None
     halted: int
+    round: int = 0  # 0: the generation's own exploration; r: aimed at the r-th failed assessment
+    candidates: list[str] = []  # the walkers' candidate files, relative to the project
 
 
 class SelectionMade(_Payload):
     generation: int
     uuids: list[str]
     n_candidates: int
+    round: int = 0
+
+
+class AssessmentFinished(_Payload):
+    """Every number compared with fresh DFT, its tolerance and the verdict (docs/assessment.md)."""
+
+    generation: int
+    round: int
+    source: Literal["run", "cli"]
+    usable: bool
+    reason: str
+    failing: list[str]  # the properties that did not pass
+    rows: list[dict[str, Any]]
+    reference_volume: float  # A^3/atom at which the reference cells were built (DFT's coarse V0)
+    dft_volume: float  # DFT's V0 from the fine E(V)
+    potential_volume: float  # the potential's V0 (reference_volume when it has none)
+    n_references: int
 
 
 class RunRetried(_Payload):
@@ -145,6 +164,7 @@ class RunFinished(_Payload):
     outcome: Literal["done", "failed"]
     reason: str
     generation: int
+    usable: bool | None = None  # the final assessment's verdict; None when none was made
 
 
 PAYLOADS: dict[str, type[BaseModel]] = {
@@ -160,6 +180,7 @@ PAYLOADS: dict[str, type[BaseModel]] = {
     "model.trained": ModelTrained,
     "exploration.finished": ExplorationFinished,
     "selection.made": SelectionMade,
+    "assessment.finished": AssessmentFinished,
     "run.retried": RunRetried,
     "run.finished": RunFinished,
 }
@@ -493,6 +514,8 @@ class RunState:
     models: dict[int, dict[str, Any]] = field(default_factory=dict)  # model.trained payloads
     explorations: dict[int, dict[str, Any]] = field(default_factory=dict)  # exploration.finished payloads
     selections: dict[int, dict[str, Any]] = field(default_factory=dict)  # selection.made payloads
+    assessments: list[dict[str, Any]] = field(default_factory=list)  # assessment.finished payloads, in order
+    verdict: dict[str, Any] | None = None  # the run's assessment made since the current state was entered
     finished: bool = False
     outcome: Literal["done", "failed"] | None = None
     reason: str = ""
@@ -515,6 +538,17 @@ class RunState:
             for task in self.tasks.values()
             if task.kind == "dft" and task.status == status and generation in (None, task.generation)
         ]
+
+    def failed_rounds(self) -> int:
+        """How many of the run's own assessments found the potential not usable."""
+        return sum(1 for a in self.assessments if a["source"] == "run" and not a["usable"])
+
+    def aim(self, generation: int) -> tuple[int, dict[str, Any] | None]:
+        """The exploration round of `generation` and the failed assessment it aims at (round 0: none)."""
+        failed = [a for a in self.assessments if a["source"] == "run" and not a["usable"]]
+        if failed and failed[-1]["generation"] == generation:
+            return len(failed), failed[-1]
+        return 0, None
 
     def labels_done(self, generation: int | None = None) -> list[TaskRecord]:
         return self.labels("completed", generation)
@@ -542,6 +576,13 @@ def _on_run_resumed(state: RunState, p: dict[str, Any]) -> None:
 
 def _on_state_entered(state: RunState, p: dict[str, Any]) -> None:
     state.state, state.generation, state.state_reason = p["state"], p["generation"], p["reason"]
+    state.verdict = None
+
+
+def _on_assessment_finished(state: RunState, p: dict[str, Any]) -> None:
+    state.assessments.append(p)
+    if p["source"] == "run":
+        state.verdict = p
 
 
 def _submit(state: RunState, p: dict[str, Any]) -> TaskRecord:
@@ -604,6 +645,7 @@ _APPLY: dict[str, Callable[[RunState, dict[str, Any]], object]] = {
     "model.trained": _per_generation("models"),
     "exploration.finished": _per_generation("explorations"),
     "selection.made": _per_generation("selections"),
+    "assessment.finished": _on_assessment_finished,
     "run.retried": _on_run_retried,
     "run.finished": _on_run_finished,
 }

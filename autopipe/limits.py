@@ -19,10 +19,13 @@ if TYPE_CHECKING:
 #: The largest value each quantity may take, and the keys that set it (named in the refusal).
 LIMITS: dict[str, tuple[int, str]] = {
     "atoms per structure": (1000, "structures.generator.supercell or the structure files"),
-    "starting structures": (10_000, "structures.generator.rattled/strained or the structure files"),
+    "atoms per assessment cell": (1000, "assess.md.supercell, assess.vacancy_supercell, assess.phonon_supercell"),
+    "starting structures": (10_000, "structures.generator.rattled/strained/scaled or the structure files"),
     "atoms in all starting structures": (200_000, "the number and size of the starting structures"),
-    "MD walkers per generation": (1000, "exploration.temperatures x exploration.walkers_per_temperature"),
-    "MD steps per walker": (10_000_000, "exploration.steps"),
+    "MD walkers per generation": (
+        1000, "exploration.temperatures x ensembles and pressures x exploration.walkers_per_temperature"
+    ),
+    "MD steps per walker": (10_000_000, "exploration.steps, assess.md.steps"),
     "candidate frames per generation": (100_000, "MD walkers x exploration.max_frames_per_walker"),
     "generations": (1000, "loop.max_generations"),
     "DFT labels": (100_000, "loop.dft_budget"),
@@ -50,26 +53,35 @@ class Estimate:
 
 def estimate(config: Any, structures: list[dict[str, Any]] | None = None) -> Estimate:
     """How big the run `config` (a SystemConfig) can get. Without `structures` (not built yet) the
-    starting structures are counted from the generator settings; with them, exactly."""
-    exploration = config.exploration
-    walkers = len(exploration.temperatures) * exploration.walkers_per_temperature
+    starting structures are counted from the generator settings; with them, exactly. Counted with
+    arithmetic, never by building lists or cells of the size being checked."""
+    exploration, generator = config.exploration, config.structures.generator
+    conditions = sum(1 if ensemble == "nvt" else len(exploration.pressures) for ensemble in exploration.ensembles)
+    walkers = len(exploration.temperatures) * conditions * exploration.walkers_per_temperature
+    unit = 0  # atoms of the crystal's conventional cell (what the assessment repeats)
+    if generator is not None:
+        unit = len(prototype_cell(generator.model_copy(update={"supercell": (1, 1, 1), "cubic": True})))
     if structures is None:
-        generator = config.structures.generator
-        n_structures, atoms, n_atoms = 0, 0, 0
+        n_structures, atoms = 0, 0
         if generator is not None:
-            n_structures = int(generator.include_ideal) + generator.rattled + generator.strained
-            unit = prototype_cell(generator.model_copy(update={"supercell": (1, 1, 1)}))
-            atoms = len(unit) * prod(generator.supercell)
+            n_structures = int(generator.include_ideal) + generator.rattled + generator.strained + generator.scaled
+            atoms = len(prototype_cell(generator.model_copy(update={"supercell": (1, 1, 1)}))) * prod(
+                generator.supercell
+            )
         n_atoms = n_structures * atoms
     else:
         n_structures, atoms = len(structures), max((len(s["numbers"]) for s in structures), default=0)
         n_atoms = sum(len(s["numbers"]) for s in structures)
+        unit = unit or len(structures[0]["numbers"])
+    assess = config.assess
+    repeats = max(prod(assess.md.supercell), prod(assess.vacancy_supercell), prod(assess.phonon_supercell))
     return Estimate({
         "atoms per structure": atoms,
+        "atoms per assessment cell": unit * repeats if assess.enabled else 0,
         "starting structures": n_structures,
         "atoms in all starting structures": n_atoms,
         "MD walkers per generation": walkers,
-        "MD steps per walker": exploration.steps,
+        "MD steps per walker": max(exploration.steps, assess.md.steps if assess.enabled else 0),
         "candidate frames per generation": walkers * exploration.max_frames_per_walker,
         "generations": config.loop.max_generations,
         "DFT labels": config.loop.dft_budget,

@@ -19,10 +19,10 @@ from transitions import Machine, MachineError
 from autopipe.errors import RunError
 from autopipe.events import LoopState, RunState, StateEntered
 
-STATES: list[str] = list(get_args(LoopState))  # INIT, DFT, TRAIN, EXPLORE, SELECT, DONE, FAILED
+STATES: list[str] = list(get_args(LoopState))  # INIT, DFT, TRAIN, EXPLORE, SELECT, ASSESS, DONE, FAILED
 
 # When a trigger's guards do not all hold it does not fire, and the loop fires the fallback on the next
-# row instead (too_many_failures, finish); the first guard that failed names the reason.
+# row instead (too_many_failures, assess, finish; aim, not_usable); the first guard that failed names the reason.
 #
 #  trigger              source     dest       guards (all must hold)                     action
 TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
@@ -33,7 +33,12 @@ TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("explored",          "EXPLORE", "SELECT",  (),                                        None),
     ("next_generation",   "SELECT",  "DFT",     ("dft_budget_left", "generations_left",
                                                  "candidates_selected"),                   "new_generation"),
+    ("assess",            "SELECT",  "ASSESS",  ("assessment_enabled",),                   None),
     ("finish",            "SELECT",  "DONE",    (),                                        None),
+    ("usable",            "ASSESS",  "DONE",    ("verdict_usable",),                       None),
+    ("aim",               "ASSESS",  "EXPLORE", ("rounds_left", "dft_budget_left",
+                                                 "generations_left"),                      None),
+    ("not_usable",        "ASSESS",  "DONE",    (),                                        None),
     ("fail",              "*",       "FAILED",  (),                                        None),
     # retry: a FAILED run whose cause was fixed goes back to the stage that failed (LoopMachine.retry)
     ("retry",             "FAILED",  "=",       (),                                        None),
@@ -45,6 +50,9 @@ GUARD_FAILED: dict[str, str] = {
     "candidates_selected": "no uncertain configurations",
     "generations_left": "generation limit reached",
     "dft_budget_left": "DFT budget exhausted",
+    "rounds_left": "assessment rounds used up",
+    "assessment_enabled": "assessment turned off (assess.enabled: false)",
+    "verdict_usable": "not usable",
 }
 
 _GUARDS = {trigger: guards for trigger, _, _, guards, _ in TABLE}
@@ -67,6 +75,20 @@ class SelectOutcome:
     labels_done: int  # DFT labels computed so far, all generations
     dft_budget: int | None  # most labels the run may compute; None = no limit
     max_generations: int  # potentials to train
+    assess: bool = True  # whether ASSESS follows the loop's end (assess.enabled)
+
+
+@dataclass(frozen=True)
+class AssessOutcome:
+    """The assessment's verdict, and the limits that decide whether the loop may aim at what failed."""
+
+    usable: bool
+    reason: str
+    rounds_used: int  # failed assessments so far, this one included
+    max_rounds: int
+    labels_done: int
+    dft_budget: int | None
+    max_generations: int
 
 
 class _Loop:
@@ -83,11 +105,20 @@ class _Loop:
     def candidates_selected(self, outcome: SelectOutcome) -> bool:
         return outcome.n_selected > 0
 
-    def generations_left(self, outcome: SelectOutcome) -> bool:
+    def generations_left(self, outcome: SelectOutcome | AssessOutcome) -> bool:
         return self.generation + 1 < outcome.max_generations
 
-    def dft_budget_left(self, outcome: SelectOutcome) -> bool:
+    def dft_budget_left(self, outcome: SelectOutcome | AssessOutcome) -> bool:
         return outcome.dft_budget is None or outcome.labels_done < outcome.dft_budget
+
+    def assessment_enabled(self, outcome: SelectOutcome) -> bool:
+        return outcome.assess
+
+    def verdict_usable(self, outcome: AssessOutcome) -> bool:
+        return outcome.usable
+
+    def rounds_left(self, outcome: AssessOutcome) -> bool:
+        return outcome.rounds_used <= outcome.max_rounds
 
     def new_generation(self, outcome: SelectOutcome) -> None:
         self.generation += 1
@@ -164,16 +195,28 @@ class LoopMachine:
         return self.entered("exploration finished")
 
     def selection_finished(self, outcome: SelectOutcome) -> StateEntered:
-        """SELECT -> DFT of the next generation, or DONE with the reason of the first guard that failed."""
+        """SELECT -> DFT of the next generation, else ASSESS (or DONE when assessment is off) with the reason
+        of the first guard that failed."""
         if self._fire("next_generation", outcome):
             return self.entered(f"{outcome.n_selected} configurations selected")
-        reason = next(
-            GUARD_FAILED[guard]
-            for guard in _GUARDS["next_generation"]
-            if not getattr(self._loop, guard)(outcome)
-        )
-        self._fire("finish")
+        reason = self._first_failed("next_generation", outcome)
+        if not self._fire("assess", outcome):
+            self._fire("finish")
         return self.entered(reason)
+
+    def assessed(self, outcome: AssessOutcome) -> StateEntered:
+        """ASSESS -> DONE when usable; EXPLORE aimed at the failure while rounds, budget and generations last;
+        else DONE with the verdict "not usable" and why."""
+        if self._fire("usable", outcome):
+            return self.entered(f"usable: {outcome.reason}")
+        if self._fire("aim", outcome):
+            return self.entered(f"not usable yet ({outcome.reason}): exploring aimed at it")
+        limit = self._first_failed("aim", outcome)
+        self._fire("not_usable")
+        return self.entered(f"not usable ({outcome.reason}); {limit}")
+
+    def _first_failed(self, trigger: str, outcome: object) -> str:
+        return next(GUARD_FAILED[guard] for guard in _GUARDS[trigger] if not getattr(self._loop, guard)(outcome))
 
     def fail(self, reason: str) -> StateEntered:
         self._fire("fail")

@@ -13,22 +13,29 @@ import json
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict
+from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, read_result
-from autopipe.errors import ConfigError, UsageError
-from autopipe.events import EventStore, RunState, canonical_json, fold
-from autopipe.import_labels import Label, import_labels
-from autopipe.machine import LabelOutcome, LoopMachine, SelectOutcome
+from autopipe.errors import AssessmentError, ConfigError, UsageError
+from autopipe.events import EVENTS_FILE, EventStore, RunState, canonical_json, fold
+from autopipe.import_labels import Label, import_labels, read_labels
+from autopipe.machine import AssessOutcome, LabelOutcome, LoopMachine, SelectOutcome
 
 log = logging.getLogger("autopipe")
+
+#: After a failed assessment every frame of an aimed walker is a candidate: the assessment, not the grade,
+#: found the potential wrong there (the most extrapolative frames are still picked first).
+AIMED_GAMMA_SELECT = 1e-3
 
 _UUID_NAMESPACE = uuid.UUID("6f1c0a5e-3b7e-4d0c-9a51-2d8f8e0b7c11")
 
@@ -111,13 +118,17 @@ class WorkflowManager:
 
     # --- start and resume ------------------------------------------------------------------------------
 
-    def open(self, store: EventStore, imported: list[Label] | None = None) -> None:
-        """Record the start or the resumption of the run; write the project's files on first start, with
-        the `imported` labels of another project (`--from-labels`)."""
+    def attach(self, store: EventStore) -> None:
+        """Take the log, the database and the dispatcher; the run state is the log's fold."""
         self.store = store
         self.db = DatabaseManager(self.project.structures)
         self.dispatcher = Dispatcher(self.executor_for)
         self.run_state = fold(store.events())
+
+    def open(self, store: EventStore, imported: list[Label] | None = None) -> None:
+        """Record the start or the resumption of the run; write the project's files on first start, with
+        the `imported` labels of another project (`--from-labels`)."""
+        self.attach(store)
         if self.run_state.config_hash is None:
             self.project.potentials.mkdir(parents=True, exist_ok=True)
             config_json = self.config.model_dump(mode="json")
@@ -156,7 +167,7 @@ class WorkflowManager:
         tasks = [
             key
             for key, task in self.run_state.tasks.items()
-            if task.status == "failed" and task.generation == generation and task.kind == STAGE_TASKS.get(stage)
+            if task.status == "failed" and task.generation == generation and task.kind in STAGE_TASKS.get(stage, ())
         ]
         reason = f"retrying {stage} of generation {generation}, which failed: {self.run_state.reason}"
         log.info(reason)
@@ -179,15 +190,18 @@ class WorkflowManager:
             "TRAIN": self.stage_train,
             "EXPLORE": self.stage_explore,
             "SELECT": self.stage_select,
+            "ASSESS": self.stage_assess,
         }
         while self.machine.state in stages:
             log.info("%s generation %d", self.machine.state, self.machine.generation)
             stages[self.machine.state](self.machine.generation)
         if not self.run_state.finished:
             outcome = "done" if self.machine.state == "DONE" else "failed"
+            verdicts = [a for a in self.run_state.assessments if a["source"] == "run"]
             self.append(
                 "run.finished",
-                {"outcome": outcome, "reason": self.run_state.state_reason, "generation": self.machine.generation},
+                {"outcome": outcome, "reason": self.run_state.state_reason, "generation": self.machine.generation,
+                 "usable": verdicts[-1]["usable"] if verdicts and outcome == "done" else None},
             )
         return self.run_state
 
@@ -279,6 +293,30 @@ class WorkflowManager:
     def task_dir(self, generation: int, stage: str, name: str) -> Path:
         return self.project.generation_dir(generation) / stage / name
 
+    def dft_physics(self) -> dict[str, Any]:
+        """The DFT settings that decide what a label computes (not how it is run)."""
+        return {k: v for k, v in self.config.dft.model_dump(mode="json").items() if k not in OPERATIONAL_KEYS}
+
+    @staticmethod
+    def dft_key(kind: str, structure: dict[str, Any], physics: dict[str, Any]) -> str:
+        """One DFT computation's key: the same geometry with the same physics is the same task."""
+        return task_key(kind, {"structure": _geometry(structure), "dft": physics})
+
+    def run_one(self, kind: str, generation: int, label: str, inputs: dict[str, Any], *,
+                paths: tuple[str, ...] = (), workdir_name: str | None = None) -> dict[str, Any]:
+        """Run a single keyed task of `inputs` (their `paths` keys name project files) and return its
+        recorded result; AssessmentError/RunError style failures are the caller's: a failed task raises."""
+        key = task_key(kind, {**inputs, "generation": generation})
+        task_dir = self.task_dir(generation, kind, key)
+        kwargs = {**inputs, **{name: str(self.project.root / inputs[name]) for name in paths}}
+        if workdir_name:
+            kwargs["workdir"] = str(task_dir / workdir_name)
+        outcome = self.run_tasks(kind, generation, [{"key": key, "label": label, "kwargs": kwargs,
+                                                     "task_dir": task_dir}])[key]
+        if "failed" in outcome:
+            raise AssessmentError(f"{label} failed ({outcome['failed']}): {outcome['message']}", outcome["failed"])
+        return outcome
+
     # --- stages ------------------------------------------------------------------------------------------
 
     def stage_init(self, generation: int) -> None:
@@ -299,12 +337,12 @@ class WorkflowManager:
     def stage_dft(self, generation: int) -> None:
         """Label every structure of the generation; all submitted at once, each recorded as it finishes."""
         settings = self.config.dft.model_dump(mode="json")
-        physics = {k: v for k, v in settings.items() if k not in OPERATIONAL_KEYS}
+        physics = self.dft_physics()
         specs = []
         for type_uuids in self.run_state.structures.get(generation, {}).values():
             for structure_id in type_uuids:
                 structure = atoms_to_dict(self.db.get(structure_id))
-                key = task_key("dft", {"structure": _geometry(structure), "dft": physics})
+                key = self.dft_key("dft", structure, physics)
 
                 def store(result: dict[str, Any], structure_id: str = structure_id, key: str = key) -> None:
                     self.db.add_label(structure_id, result, task_key=key)
@@ -362,61 +400,75 @@ class WorkflowManager:
         self.enter(self.machine.model_trained())
 
     def stage_explore(self, generation: int) -> None:
-        """Run MD walkers with this generation's potential, started from the labelled initial structures."""
+        """Run MD walkers with this generation's potential: the configured schedule, started in turn from every
+        labelled structure, or (after a failed assessment) walkers aimed at what failed."""
         model = self.run_state.models[generation]
-        starts = sorted(r.label for r in self.run_state.labels_done(0))
+        round_, aimed_at = self.run_state.aim(generation)
         settings = self.config.exploration.model_dump(mode="json")
+        if aimed_at is not None:
+            settings["gamma_select"] = AIMED_GAMMA_SELECT
+            walkers = aimed_walkers(self.config, aimed_at)
+        else:
+            walkers = self.regular_walkers(generation)
         specs = []
-        index = 0
-        for temperature in settings["temperatures"]:
-            for _ in range(settings["walkers_per_temperature"]):
-                start = starts[index % len(starts)]
-                seed = self.config.loop.seed * 100_003 + generation * 1_009 + index
-                inputs = {"structure": atoms_to_dict(self.db.get(start)), "potential": model["potential"],
-                          "active_set": model["active_set"], "settings": settings,
-                          "temperature": temperature, "seed": seed}
-                key = task_key("explore", {**inputs, "generation": generation})
-                kwargs = {**inputs, "potential": str(self.project.root / model["potential"]),
-                          "active_set": str(self.project.root / model["active_set"])}
-                task_dir = self.task_dir(generation, "explore", f"walker_{index:03d}")
-                kwargs["workdir"] = str(task_dir / "md")
-                specs.append({"key": key, "label": f"walker {index} at {temperature:g} K", "kwargs": kwargs,
-                              "task_dir": task_dir})
-                index += 1
+        for index, walker in enumerate(walkers):
+            seed = self.config.loop.seed * 100_003 + generation * 1_009 + round_ * 101 + index
+            inputs = {**walker, "potential": model["potential"], "active_set": model["active_set"],
+                      "settings": settings, "seed": seed}
+            key = task_key("explore", {**inputs, "generation": generation})
+            kwargs = {**inputs, "potential": str(self.project.root / model["potential"]),
+                      "active_set": str(self.project.root / model["active_set"])}
+            task_dir = self.task_dir(generation, "explore", f"walker_{round_}_{index:03d}")
+            kwargs["workdir"] = str(task_dir / "md")
+            ensemble = "NVT" if walker["pressure"] is None else f"NPT {walker['pressure']:g} GPa"
+            specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}",
+                          "kwargs": kwargs, "task_dir": task_dir})
         outcomes = self.run_tasks("explore", generation, specs)
         finished = [o for o in outcomes.values() if "failed" not in o]
         if not finished:
             self.enter(self.machine.fail("every MD walker failed"))
             return
-        if generation not in self.run_state.explorations:
+        if self.run_state.explorations.get(generation, {}).get("round", -1) != round_:
             gammas = [o["max_gamma"] for o in finished if o.get("max_gamma") is not None]
             self.append("exploration.finished", {
-                "generation": generation, "n_walkers": len(outcomes),
+                "generation": generation, "n_walkers": len(outcomes), "round": round_,
                 "n_candidates": sum(o["n_candidates"] for o in finished),
                 "max_gamma": max(gammas) if gammas else None,
                 "halted": sum(o["status"] == "halted" for o in finished),
+                "candidates": sorted(o["candidates"] for o in finished),
             })
         self.enter(self.machine.explored())
 
+    def regular_walkers(self, generation: int) -> list[dict[str, Any]]:
+        """The exploration schedule's walkers, each starting from the next labelled structure in turn, so
+        successive generations start from every labelled structure (initial and selected) rather than two."""
+        starts = sorted(r.label for r in self.run_state.labels_done())
+        schedule = self.config.exploration.schedule()
+        offset = generation * len(schedule)
+        return [
+            {"structure": atoms_to_dict(self.db.get(starts[(offset + i) % len(starts)])),
+             "temperature": temperature, "pressure": pressure}
+            for i, (temperature, pressure) in enumerate(schedule)
+        ]
+
     def stage_select(self, generation: int) -> None:
         """Pick the next generation's structures from the walkers' candidates, within the DFT budget."""
-        files = sorted(
-            task.result["candidates"]
-            for task in self.run_state.tasks.values()
-            if task.kind == "explore" and task.generation == generation and task.status == "completed"
-        )
+        exploration = self.run_state.explorations[generation]
+        round_, files = exploration["round"], exploration["candidates"]
         labels_done = len(self.run_state.labels_done())
         limit = max(0, self.config.loop.dft_budget - labels_done)
+        gamma_select = AIMED_GAMMA_SELECT if round_ else self.config.exploration.gamma_select
         inputs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
-                  "gamma_select": self.config.exploration.gamma_select, "limit": limit}
+                  "gamma_select": gamma_select, "limit": limit}
         key = task_key("select", {**inputs, "generation": generation})
         kwargs = {**inputs, "candidate_files": [str(self.project.root / f) for f in files]}
         task_dir = self.task_dir(generation, "select", key)
 
         def store(result: dict[str, Any]) -> None:
-            uuids = self.add_structures(result["selected"], key, generation=generation + 1, config_type="md")
-            if generation not in self.run_state.selections:
-                self.append("selection.made", {"generation": generation, "uuids": uuids,
+            config_type = "aimed" if round_ else "md"
+            uuids = self.add_structures(result["selected"], key, generation=generation + 1, config_type=config_type)
+            if self.run_state.selections.get(generation, {}).get("round", -1) != round_:
+                self.append("selection.made", {"generation": generation, "uuids": uuids, "round": round_,
                                                "n_candidates": result["n_candidates"]})
 
         spec = {"key": key, "label": f"gen {generation}", "on_success": store,
@@ -428,11 +480,34 @@ class WorkflowManager:
         n_selected = len(self.run_state.selections[generation]["uuids"])
         self.enter(self.machine.selection_finished(SelectOutcome(
             n_selected=n_selected, labels_done=labels_done, dft_budget=self.config.loop.dft_budget,
-            max_generations=self.config.loop.max_generations)))
+            max_generations=self.config.loop.max_generations, assess=self.config.assess.enabled)))
+
+    def stage_assess(self, generation: int) -> None:
+        """The potential against fresh DFT; DONE when usable, else EXPLORE aimed at what failed, or DONE
+        not usable when rounds, generations or budget are used up."""
+        try:
+            payload = self.assess(generation, source="run")
+        except AssessmentError as err:
+            self.enter(self.machine.fail(f"the assessment could not be made ({err.kind}): {err}"))
+            return
+        self.enter(self.machine.assessed(AssessOutcome(
+            usable=payload["usable"], reason=payload["reason"], rounds_used=self.run_state.failed_rounds(),
+            max_rounds=self.config.assess.max_rounds, labels_done=len(self.run_state.labels_done()),
+            dft_budget=self.config.loop.dft_budget, max_generations=self.config.loop.max_generations)))
+
+    def assess(self, generation: int, source: str) -> dict[str, Any]:
+        """Assess generation `generation`'s potential and record `assessment.finished` (once per round)."""
+        if source == "run" and self.run_state.verdict is not None:  # recorded before an interruption
+            return self.run_state.verdict
+        round_ = self.run_state.failed_rounds() if source == "run" else 0
+        payload = Assessment(self, generation, round_, source).run()
+        self.append("assessment.finished", payload)
+        return payload
 
 
-#: The kind of task each stage submits: the failed ones are what a retry of that stage runs again.
-STAGE_TASKS = {"INIT": "init", "DFT": "dft", "TRAIN": "train", "EXPLORE": "explore", "SELECT": "select"}
+#: The kinds of task each stage submits: the failed ones are what a retry of that stage runs again.
+STAGE_TASKS = {"INIT": ("init",), "DFT": ("dft",), "TRAIN": ("train",), "EXPLORE": ("explore",),
+               "SELECT": ("select",), "ASSESS": ("reference", "assess_md", "assess")}
 
 
 def _failed_stage(events: list[Any]) -> tuple[str, int]:
@@ -499,22 +574,14 @@ def run_project(
     Every check that can refuse the run (input, site, a second concurrent run, an incompatible input)
     happens before anything is written to the project.
     """
-    import parsl
-
-    from autopipe.apps.process import stop_all
     from autopipe.config import load_config
-    from autopipe.events import run_lock
-    from autopipe.executors import build_parsl_config, load_site
-    from autopipe.import_labels import read_labels
-    from autopipe.logs import log_to_file
     from autopipe.preflight import check_before_run
     from autopipe.project_files import check_intact, check_pair, check_potentials
 
     config = load_config(input_path, workdir)
-    site = load_site(site_name)
+    site = _site(site_name)
     check_before_run(config, site)
-    if site.dft_command and config.dft.engine == "qe":
-        config = config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
+    config = _with_site_command(config, site)
     project = Project(config.project_dir)
     n_events = 0
     if project.events.exists():
@@ -532,19 +599,84 @@ def run_project(
             )
         imported = read_labels(from_labels, config)
     project.root.mkdir(parents=True, exist_ok=True)
-    with run_lock(project.root), EventStore(project.events) as store:
-        log_to_file(project.logs / "autopipe.log")
-        executor_for = {kind: site.executor_for(kind) for kind in ("dft", "train", "md", "light")}
-        manager = WorkflowManager(config, site.name, executor_for, input_path.read_text())
+    with _session(config, site, input_path.read_text()) as (manager, store):
         manager.open(store, imported)
         if manager.run_state.finished:
             return manager.run_state, project.root
-        dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))
-        try:
+        with _parsl(site, project):
             return manager.run(), project.root
-        except KeyboardInterrupt:
-            stop_all()  # programs of tasks running in this process (site threads); workers' die with them
-            raise
-        finally:
-            dfk.cleanup()
-            parsl.clear()
+
+
+def assess_project(project_dir: Path, site_name: str, generation: int | None) -> dict[str, Any]:
+    """Assess one generation's potential of an existing project (default: the newest) against fresh DFT.
+
+    Reference labels the run (or an earlier `assess`) computed are reused; the verdict is appended to the
+    log as an `assessment.finished` event with source "cli" and returned.
+    """
+    from autopipe.project_files import check_intact
+
+    project = Project(project_dir.absolute())
+    if not project.events.is_file():
+        raise UsageError(f"{project_dir} holds no event log ({EVENTS_FILE}): is it a project directory?")
+    with EventStore.open_existing(project.events) as existing:
+        check_intact(existing)  # the verdict is appended: never to a damaged log
+        state = fold(existing.events())
+    if not state.models:
+        raise UsageError(f"{project_dir} has no trained potential yet: there is nothing to assess.")
+    generation = max(state.models) if generation is None else generation
+    if generation not in state.models:
+        raise UsageError(
+            f"--generation {generation}: {project_dir} has potentials of generations "
+            f"{', '.join(map(str, sorted(state.models)))}."
+        )
+    site = _site(site_name)
+    config = _with_site_command(SystemConfig.model_validate({**state.config, "project_dir": project.root}), site)
+    with _session(config, site, (project.root / "input.yaml").read_text()) as (manager, store):
+        manager.attach(store)
+        with _parsl(site, project):
+            return manager.assess(generation, source="cli")
+
+
+def _site(site_name: str) -> Any:
+    from autopipe.executors import load_site
+
+    return load_site(site_name)
+
+
+def _with_site_command(config: SystemConfig, site: Any) -> SystemConfig:
+    """The site's pw.x command (with its launcher) replaces the input's, for engine qe."""
+    if site.dft_command and config.dft.engine == "qe":
+        return config.model_copy(update={"dft": config.dft.model_copy(update={"command": site.dft_command})})
+    return config
+
+
+@contextmanager
+def _session(config: SystemConfig, site: Any, input_text: str) -> Iterator[tuple[WorkflowManager, EventStore]]:
+    """The run lock, the open log and a manager for the project; logging to logs/autopipe.log."""
+    from autopipe.events import run_lock
+    from autopipe.logs import log_to_file
+
+    project = Project(config.project_dir)
+    with run_lock(project.root), EventStore(project.events) as store:
+        log_to_file(project.logs / "autopipe.log")
+        executor_for = {kind: site.executor_for(kind) for kind in ("dft", "train", "md", "light")}
+        yield WorkflowManager(config, site.name, executor_for, input_text), store
+
+
+@contextmanager
+def _parsl(site: Any, project: Project) -> Iterator[None]:
+    """Parsl loaded with the site's executors for the duration of the block."""
+    import parsl
+
+    from autopipe.apps.process import stop_all
+    from autopipe.executors import build_parsl_config
+
+    dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))
+    try:
+        yield
+    except KeyboardInterrupt:
+        stop_all()  # programs of tasks running in this process (site threads); workers' die with them
+        raise
+    finally:
+        dfk.cleanup()
+        parsl.clear()

@@ -208,8 +208,9 @@ def test_validate_shows_the_dft_parameters_chosen_per_structure(tmp_path, monkey
     assert result.exit_code == 0, result.output
     assert "DFT parameters chosen per starting structure" in result.stdout
     rows = [line for line in result.stdout.splitlines() if "fcc-Al" in line]
-    assert len(rows) == 19
-    assert all("24 / 96" in row and "4x4x4" in row and "mv 0.0275" in row for row in rows)
+    assert len(rows) == 20  # 1 ideal, 8 rattled, 4 strained, 7 scaled
+    assert all("24 / 96" in row and "mv 0.0275" in row for row in rows)
+    assert sum("4x4x4" in row for row in rows) >= 16  # the most compressed scaled copies get 5x5x5
 
 
 def test_init_writes_an_input_that_validates_and_refuses_to_overwrite(tmp_path, monkeypatch):

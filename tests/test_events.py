@@ -366,7 +366,21 @@ def a_run_with_every_event_kind():
             {"generation": 0, "n_walkers": 2, "n_candidates": 5, "max_gamma": 12.5, "halted": 1},
         ),
         entered("SELECT"),
-        ("selection.made", {"generation": 0, "uuids": ["u5"], "n_candidates": 5}),
+        ("selection.made", {"generation": 0, "uuids": [], "n_candidates": 5}),
+        entered("ASSESS"),
+        (
+            "assessment.finished",
+            {"generation": 0, "round": 0, "source": "run", "usable": False, "reason": "a0 +2.0%",
+             "failing": ["eos"], "rows": [{"name": "a0", "passed": False}], "reference_volume": 16.2,
+             "dft_volume": 16.3, "potential_volume": 17.0, "n_references": 14},
+        ),
+        entered("EXPLORE"),
+        (
+            "exploration.finished",
+            {"generation": 0, "n_walkers": 2, "n_candidates": 3, "max_gamma": 2.5, "halted": 0, "round": 1},
+        ),
+        entered("SELECT"),
+        ("selection.made", {"generation": 0, "uuids": ["u5"], "n_candidates": 3, "round": 1}),
         entered("DFT", 1),
         submitted("d", generation=1, label="u5"),
         ("run.finished", {"outcome": "failed", "reason": "interrupted", "generation": 1}),
@@ -399,8 +413,10 @@ def test_fold_rebuilds_the_run_state(store):
     assert run.structures == {0: {"rattled": ["u1", "u2", "u4"], "strained": ["u3"]}}
     assert run.datasets[0]["n_total"] == 2
     assert run.models[0]["potential"] == "gen_000.yaml"
-    assert run.explorations[0]["max_gamma"] == 12.5
+    assert run.explorations[0]["max_gamma"] == 2.5 and run.explorations[0]["round"] == 1  # the aimed round
     assert run.selections[0]["uuids"] == ["u5"]
+    assert run.failed_rounds() == 1 and run.aim(0) == (1, run.assessments[0]) and run.aim(1) == (0, None)
+    assert run.verdict is None  # states were entered since
     assert (run.finished, run.outcome, run.reason) == (True, "failed", "interrupted")
 
 

@@ -2,8 +2,8 @@
 huge and negative sizes, NaN/inf, deleted keys, unicode, YAML aliases, damaged text) must each end in
 exit 0 or a named exit-2 message, within 10 s and 500 MB, never a traceback or an internal error.
 
-Each mutant is validated in-process (milliseconds); its time and the peak of Python's allocations
-(tracemalloc) are measured per call. A handful of the heaviest kinds also run as real subprocesses,
+Each mutant is validated in-process (milliseconds) and timed; the peak of Python's allocations
+(tracemalloc, which slows the call) is measured for every mutant with an alias and a quarter of the rest. A handful of the heaviest kinds also run as real subprocesses,
 whose peak resident memory is read from the kernel.
 """
 
@@ -147,11 +147,13 @@ def test_validate_survives_every_mutant(tmp_path):
     for seed, input_text, site_text in mutants():
         (tmp_path / "input.yaml").write_text(input_text)
         (tmp_path / "site.yaml").write_text(site_text)
-        tracemalloc.start()
+        traced = seed % 4 == 0 or "&" in input_text + site_text  # tracing costs time: every alias, a sample
+        if traced:
+            tracemalloc.start()
         start = time.monotonic()
         result = runner.invoke(app, ["validate", str(tmp_path / "input.yaml"), "--site", str(tmp_path / "site.yaml")])
         seconds = time.monotonic() - start
-        peak = tracemalloc.get_traced_memory()[1]
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
         tracemalloc.stop()
         check(result, seconds, peak, f"mutant {seed}")
         exits.append(result.exit_code)

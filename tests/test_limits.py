@@ -70,14 +70,15 @@ def test_an_alias_to_its_own_section_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "phrase"),
     [
-        ("rattled: 12", "rattled: 1000000000", "starting structures: 1,000,000,007 is more than"),
+        ("rattled: 8", "rattled: 1000000000", "starting structures: 1,000,000,012 is more than"),
         ("supercell: [1, 1, 1]", "supercell: [1000, 1000, 1000]", "atoms per structure: 4,000,000,000"),
         ("steps: 300", "steps: 1.0e+12", "MD steps per walker"),
         ("steps: 300", "steps: 300\n  walkers_per_temperature: 1.0e+9", "MD walkers per generation"),
         ("max_generations: 8", "max_generations: 1.0e+15", "generations: 1,000,000,000,000,000 is more"),
-        ("dft_budget: 60", "dft_budget: 10", "smaller than the 19 starting structures"),
+        ("dft_budget: 60", "dft_budget: 10", "smaller than the 20 starting structures"),
+        ("vacancy_supercell: [2, 2, 1]", "vacancy_supercell: [100, 100, 100]", "atoms per assessment cell"),
     ],
-    ids=["rattled", "supercell", "steps", "walkers", "generations", "budget-below-init"],
+    ids=["rattled", "supercell", "steps", "walkers", "generations", "budget-below-init", "assessment-cell"],
 )
 def test_sizes_beyond_the_limits_are_refused_before_anything_is_built(tmp_path, old, new, phrase):
     start = time.monotonic()

@@ -4,13 +4,31 @@ import pytest
 
 from autopipe.errors import RunError
 from autopipe.events import EVENTS_FILE, EventStore, RunState, fold
-from autopipe.machine import GUARD_FAILED, STATES, TABLE, LabelOutcome, LoopMachine, SelectOutcome
+from autopipe.machine import (
+    GUARD_FAILED,
+    STATES,
+    TABLE,
+    AssessOutcome,
+    LabelOutcome,
+    LoopMachine,
+    SelectOutcome,
+)
 
 GOOD_LABELS = LabelOutcome(n_done=10, n_failed=0, max_failed_fraction=0.5)
 
 
-def select(n_selected=3, labels_done=10, dft_budget=None, max_generations=5):
-    return SelectOutcome(n_selected, labels_done, dft_budget, max_generations)
+def select(n_selected=3, labels_done=10, dft_budget=None, max_generations=5, assess=False):
+    return SelectOutcome(n_selected, labels_done, dft_budget, max_generations, assess)
+
+
+def verdict(usable, rounds_used=1, max_rounds=2, labels_done=10, dft_budget=None, max_generations=5):
+    return AssessOutcome(usable, "a0 +2.3%", rounds_used, max_rounds, labels_done, dft_budget, max_generations)
+
+
+def to_assess(machine):
+    """Drive a machine in DFT to ASSESS (nothing uncertain found)."""
+    to_select(machine)
+    return machine.selection_finished(select(n_selected=0, assess=True))
 
 
 def to_select(machine):
@@ -182,7 +200,49 @@ def test_a_log_without_state_events_starts_at_init():
     assert (machine.state, machine.generation) == ("INIT", 0)
 
 
-@pytest.mark.parametrize("stage", ["INIT", "DFT", "TRAIN", "EXPLORE", "SELECT"])
+def test_the_end_of_the_loop_is_assessed_before_done():
+    machine = LoopMachine("DFT", 2)
+    step = to_assess(machine)
+    assert (step.state, step.generation, step.reason) == ("ASSESS", 2, "no uncertain configurations")
+    done = machine.assessed(verdict(usable=True))
+    assert (done.state, done.generation) == ("DONE", 2) and done.reason.startswith("usable")
+
+
+def test_a_failed_verdict_explores_aimed_at_it_while_rounds_last():
+    machine = LoopMachine("DFT", 1)
+    to_assess(machine)
+    step = machine.assessed(verdict(usable=False, rounds_used=1, max_rounds=1))
+    assert (step.state, step.generation) == ("EXPLORE", 1)
+    assert "a0 +2.3%" in step.reason
+    machine.explored()
+    machine.selection_finished(select(n_selected=0, assess=True))
+    final = machine.assessed(verdict(usable=False, rounds_used=2, max_rounds=1))
+    assert final.state == "DONE"
+    assert final.reason == "not usable (a0 +2.3%); assessment rounds used up"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "limit"),
+    [
+        (verdict(False, labels_done=9, dft_budget=9), "DFT budget exhausted"),
+        (verdict(False, max_generations=2), "generation limit reached"),
+        (verdict(False, rounds_used=1, max_rounds=0), "assessment rounds used up"),
+    ],
+)
+def test_a_failed_verdict_without_room_to_improve_ends_not_usable(outcome, limit):
+    machine = LoopMachine("DFT", 1)
+    to_assess(machine)
+    step = machine.assessed(outcome)
+    assert step.state == "DONE" and step.reason == f"not usable (a0 +2.3%); {limit}"
+
+
+def test_with_assessment_off_the_loop_ends_done_without_it():
+    machine = LoopMachine("DFT", 0)
+    to_select(machine)
+    assert machine.selection_finished(select(n_selected=0, assess=False)).state == "DONE"
+
+
+@pytest.mark.parametrize("stage", ["INIT", "DFT", "TRAIN", "EXPLORE", "SELECT", "ASSESS"])
 def test_retry_goes_from_failed_back_to_the_stage_that_failed(stage):
     machine = LoopMachine(stage, 2)
     machine.fail("pw.x not found")

@@ -6,10 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase.build import bulk
+from ase.calculators.emt import EMT
 from pyace import BBasisConfiguration, PyACECalculator
 from test_train_data import emt_frames, write_frames
 
 from autopipe.apps.train import TrainingSettings, committee_calculator, committee_force_std, fit
+from autopipe.apps.train.linear import CORE_MARGIN
 
 FAST = TrainingSettings(accuracy="fast").model_dump(mode="json")
 
@@ -76,15 +78,34 @@ def test_yace_for_lammps_gives_the_same_forces(al_fit):
     assert np.allclose(atoms.get_forces(), yaml_forces, atol=1e-6)
 
 
-def test_potential_has_a_zbl_core_below_the_shortest_training_distance(al_fit):
+def shortest_training_distance(al_fit) -> float:
     train = pd.read_pickle(al_fit["datasets"]["train"], compression="gzip")
-    shortest = min(
+    return min(
         atoms.get_all_distances(mic=True)[~np.eye(len(atoms), dtype=bool)].min()
         for atoms in train["ase_atoms"]
     )
+
+
+def test_potential_has_a_zbl_core_half_an_angstrom_below_the_shortest_training_distance(al_fit):
     (block,) = BBasisConfiguration(al_fit["potential"]).funcspecs_blocks
     assert block.inner_cutoff_type == "zbl"
-    assert block.r_in == pytest.approx(shortest, abs=1e-3)
+    assert block.r_in == pytest.approx(shortest_training_distance(al_fit) - CORE_MARGIN, abs=1e-3)
+
+
+@pytest.mark.parametrize("closer", [0.1, 0.2, 0.3])
+def test_no_force_spike_on_pairs_a_little_closer_than_the_data(al_fit, closer):
+    """Thermal MD reaches pairs a few tenths of an A closer than the training data; a core starting at the
+    shortest distance gave forces of eV/A there (issue 8). Now the forces stay close to the reference's."""
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 1))
+    neighbour = atoms.positions[1] - atoms.positions[0]
+    target = shortest_training_distance(al_fit) - closer
+    atoms.positions[0] += neighbour / np.linalg.norm(neighbour) * (np.linalg.norm(neighbour) - target)
+    assert atoms.get_all_distances(mic=True)[0, 1] == pytest.approx(target)
+    reference = atoms.copy()
+    reference.calc = EMT()
+    atoms.calc = PyACECalculator(al_fit["potential"])
+    error = np.abs(atoms.get_forces() - reference.get_forces()).max()
+    assert error < 0.5, f"force error {error:.2f} eV/A at a pair {closer} A closer than the data"
 
 
 def test_committee_disagrees_more_far_from_the_data(al_fit):

@@ -32,6 +32,7 @@ training: {{mode: linear, accuracy: fast, functions_per_element: 16}}
 exploration: {{temperatures: [600], steps: 100, check_interval: 10, gamma_select: 2.0, gamma_halt: 15.0}}
 selection: {{max_per_generation: 2}}
 loop: {{max_generations: 2, dft_budget: 30, seed: 3}}
+assess: {{enabled: false}}  # assessed in test_assess.py / test_assess_qe.py
 """
 GENERATOR = "  generator: {prototype: fcc, cubic: true, rattled: 6, strained: 2}"
 

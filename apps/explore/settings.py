@@ -2,17 +2,30 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 
 class ExplorationSettings(BaseModel):
-    """Langevin MD with the ACE potential; frames above `gamma_select` are candidates, `gamma_halt` stops a walker."""
+    """MD with the ACE potential; frames above `gamma_select` are candidates, `gamma_halt` stops a walker."""
 
     model_config = ConfigDict(extra="forbid")
 
     engine: Literal["ase"] = "ase"
     temperatures: list[PositiveFloat] = Field(default_factory=lambda: [300.0], min_length=1)
     walkers_per_temperature: PositiveInt = 1
+    ensembles: list[Literal["nvt", "npt"]] = Field(
+        default_factory=lambda: ["nvt", "npt"], min_length=1,
+        description="each temperature runs its walkers in each: NVT (Langevin), NPT (MTK) at each pressure",
+    )
+    pressures: list[float] = Field(default_factory=lambda: [0.0], min_length=1, description="GPa, for NPT")
     steps: PositiveInt = 500
     timestep_fs: PositiveFloat = 2.0
     friction: PositiveFloat = Field(0.01, description="Langevin friction, 1/fs")
@@ -23,6 +36,23 @@ class ExplorationSettings(BaseModel):
     min_distance: PositiveFloat = Field(
         0.5, description="Angstrom; a closer pair of atoms means the trajectory has collapsed (walker stops)"
     )
+
+    @field_validator("ensembles")
+    @classmethod
+    def _each_once(cls, ensembles: list[str]) -> list[str]:
+        if len(set(ensembles)) != len(ensembles):
+            raise ValueError(f"{ensembles} lists an ensemble twice; list nvt and/or npt once each")
+        return ensembles
+
+    def schedule(self) -> list[tuple[float, float | None]]:
+        """(temperature, pressure or None for NVT) of every walker of a generation, in a fixed order."""
+        conditions = [
+            (t, p)
+            for t in self.temperatures
+            for ensemble in self.ensembles
+            for p in ([None] if ensemble == "nvt" else self.pressures)
+        ]
+        return [c for c in conditions for _ in range(self.walkers_per_temperature)]
 
     @model_validator(mode="after")
     def _halt_above_select(self) -> "ExplorationSettings":

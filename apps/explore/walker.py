@@ -1,4 +1,5 @@
-"""One exploration walker: Langevin MD with the current ACE potential while watching its extrapolation grade.
+"""One exploration walker: MD (Langevin NVT or MTK NPT) with the current ACE potential while watching its
+extrapolation grade.
 
 Every `check_interval` steps the per-atom grade gamma (pyace's D-optimality measure against the active
 set) is read; frames at or above `gamma_select` become candidates for DFT, and a frame at or above
@@ -10,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase import Atoms, units
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import thermalize_momenta
+from ase import Atoms
 from pyace import PyACECalculator
 
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import ExplorationError
 
 from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates
+from .dynamics import make_dynamics
 from .guards import explosion_reason
 from .settings import ExplorationSettings
 
@@ -63,8 +63,9 @@ def run_walker(
     temperature: float,
     seed: int,
     workdir: str,
+    pressure: float | None = None,
 ) -> dict[str, Any]:
-    """Run one Langevin walker in `workdir`; return its status and where its candidates are.
+    """Run one walker in `workdir` (NVT, or NPT at `pressure` GPa); return its status and its candidates.
 
     Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`) and
     ``gamma.csv`` (one row per check). ``status`` is "finished" (all steps ran), "halted" (gamma reached
@@ -80,21 +81,15 @@ def run_walker(
     atoms.calc = calc
     _evaluate_start(atoms, potential)
 
-    rng = np.random.default_rng(seed)
-    thermalize_momenta(atoms, temperature_K=temperature, rng=rng)
-    dynamics = Langevin(
-        atoms,
-        timestep=opts.timestep_fs * units.fs,
-        temperature_K=temperature,
-        friction=opts.friction / units.fs,
-        fixcm=False,
-        rng=rng,
+    dynamics = make_dynamics(
+        atoms, timestep_fs=opts.timestep_fs, temperature=temperature, pressure_gpa=pressure,
+        friction=opts.friction, rng=np.random.default_rng(seed),
     )
 
     pool = CandidatePool(opts.max_frames_per_walker)
     status, reason, max_gamma = "finished", None, None
     with open(workdir_path / GAMMA_LOG, "w") as log:
-        log.write("step,max_gamma,energy_per_atom,temperature_K\n")
+        log.write("step,max_gamma,energy_per_atom,temperature_K,volume_per_atom\n")
         while True:
             step = dynamics.nsteps
             energy = atoms.get_potential_energy()
@@ -105,7 +100,10 @@ def run_walker(
             gamma = calc.results["gamma"]
             frame_gamma = float(gamma.max())
             max_gamma = frame_gamma if max_gamma is None else max(max_gamma, frame_gamma)
-            log.write(f"{step},{frame_gamma:.6g},{energy / len(atoms):.6f},{atoms.get_temperature():.1f}\n")
+            log.write(
+                f"{step},{frame_gamma:.6g},{energy / len(atoms):.6f},{atoms.get_temperature():.1f},"
+                f"{atoms.get_volume() / len(atoms):.4f}\n"
+            )
             if frame_gamma >= opts.gamma_select:
                 pool.add(candidate_frame(atoms, gamma, step, temperature, seed))
             if frame_gamma >= opts.gamma_halt:
@@ -132,4 +130,5 @@ def run_walker(
         "candidates": str(candidates_path),
         "wall_time": time.perf_counter() - started,
         "temperature": float(temperature),
+        "pressure": pressure,
     }

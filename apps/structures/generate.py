@@ -73,7 +73,8 @@ def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Ato
 
 
 def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
-    """The ideal prototype cell, `rattled` copies with Gaussian noise, `strained` copies with random strain."""
+    """The ideal prototype cell, then `rattled` (Gaussian noise), `strained` (random strain) and `scaled`
+    (isotropic volume steps, lightly rattled so their forces carry information) copies."""
     ideal = prototype_cell(gen)
     name = f"{gen.prototype}-{gen.formula}"
     rng = np.random.default_rng(seed)
@@ -87,6 +88,12 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         atoms = ideal.copy()
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         structures.append(_with_source(atoms, f"{name} strained {copy}"))
+    volumes = np.linspace(1 - gen.max_volume_change, 1 + gen.max_volume_change, gen.scaled) if gen.scaled > 1 else []
+    for copy, volume in enumerate(volumes, start=1):
+        atoms = ideal.copy()
+        atoms.set_cell(atoms.cell.array * volume ** (1 / 3), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, gen.rattle_stdev / 2, size=atoms.positions.shape)
+        structures.append(_with_source(atoms, f"{name} scaled {copy} (V x {volume:.3f})"))
     return structures
 
 

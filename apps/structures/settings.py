@@ -51,7 +51,8 @@ def formula_symbols(formula: str) -> list[str]:
 
 
 class GeneratorSettings(BaseModel):
-    """A crystal prototype plus perturbed copies: ideal, `rattled` x Gaussian noise, `strained` x random strain."""
+    """A crystal prototype plus perturbed copies: ideal, `rattled` x Gaussian noise, `strained` x random strain,
+    `scaled` x isotropic volume change (so the first potential sees E(V) on both sides of the minimum)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +69,10 @@ class GeneratorSettings(BaseModel):
     rattle_stdev: float = Field(0.05, gt=0, le=0.5, description="Angstrom, per Cartesian component")
     strained: NonNegativeInt = Field(2, description="copies with a random symmetric strain")
     max_strain: float = Field(0.03, gt=0, le=0.2, description="largest strain component")
+    scaled: NonNegativeInt = Field(
+        0, description="copies scaled isotropically, volumes evenly spread over 1 +- max_volume_change"
+    )
+    max_volume_change: float = Field(0.1, gt=0, le=0.3, description="fraction of the ideal cell's volume")
 
     @field_validator("formula")
     @classmethod
@@ -88,9 +93,9 @@ class GeneratorSettings(BaseModel):
             )
         if self.c is not None and self.prototype not in NON_CUBIC:
             raise ValueError(f"c is only used for hcp and wurtzite, not {self.prototype}")
-        if not (self.include_ideal or self.rattled or self.strained):
+        if not (self.include_ideal or self.rattled or self.strained or self.scaled):
             raise ValueError(
-                "include_ideal is false and rattled and strained are 0: no structure would be made"
+                "include_ideal is false and rattled, strained and scaled are 0: no structure would be made"
             )
         return self
 

@@ -20,6 +20,8 @@ from sklearn.linear_model import Ridge
 from .errors import TrainingFailure
 
 DESIGN_MATRIX_WORKERS = min(4, os.cpu_count() or 1)
+CORE_MARGIN = 0.5  # Angstrom between the shortest distance in the data and the start of the ZBL core
+MIN_CORE = 0.5  # Angstrom: the core never starts closer than this
 
 
 def design_dataset(basis: BBasisConfiguration, train: pd.DataFrame) -> LinearACEDataset:
@@ -71,9 +73,13 @@ def bootstrap_multiplicities(n_structures: int, size: int, seed: int) -> list[np
 
 
 def add_core_repulsion(conf: BBasisConfiguration, train: pd.DataFrame, elements: list[str]) -> None:
-    """Pacemaker's `repulsion: auto`: a ZBL core below the shortest distance of each bond in the data.
+    """A ZBL core `CORE_MARGIN` below the shortest distance of each bond in the data.
 
-    Without it the fitted expansion is unconstrained where the data have no pairs, and MD can collapse.
+    Without a core the fitted expansion is unconstrained where the data have no pairs, and MD can collapse.
+    Pacemaker's `repulsion: auto` starts the core at the shortest distance itself; added after a linear fit,
+    that switches the fitted ACE energy to ZBL exactly where thermal MD still goes (a little closer than
+    the data), and the switch gives forces of eV/A. Below the margin, MD does not reach at the temperatures
+    explored; between the core and the data, the extrapolation grade flags the frames.
     """
     index = {el: i for i, el in enumerate(sorted(elements))}
     cutoff = max(block.rcutij for block in conf.funcspecs_blocks)
@@ -85,7 +91,7 @@ def add_core_repulsion(conf: BBasisConfiguration, train: pd.DataFrame, elements:
             ]
         }
     )
-    shortest = calculate_minimal_nn_distance_per_bond(envs)
+    shortest = {bond: max(r - CORE_MARGIN, MIN_CORE) for bond, r in calculate_minimal_nn_distance_per_bond(envs).items()}
     setup_zbl_inner_core_repulsion(
         conf, complement_min_dist_dict(shortest, shortest, sorted(elements), verbose=False)
     )
