@@ -24,15 +24,19 @@ from autopipe.project_files import check_project_dir
 from autopipe.workflow import init_task, structure_uuid
 
 
-def check_before_run(config: SystemConfig, site: SiteConfig) -> list[dict[str, Any]]:
+def check_before_run(
+    config: SystemConfig, site: SiteConfig, *, imports: bool = False
+) -> list[dict[str, Any]]:
     """Every check `run` and `validate` make beyond the input's own validation; returns the starting
-    structures (built again here: `load_config` has already bounded their size)."""
+    structures (built again here: `load_config` has already bounded their size). A run that `imports`
+    another project's labels has more training data than its starting structures: no split check."""
     check_site(site)
     check_project_path(config, site)
     check_programs(config, site)
     structures = initial_structures(config.structures.model_dump(mode="json"), config.elements, config.loop.seed)
-    key, _ = init_task(config)
-    check_training_split(config, structures, [structure_uuid(key, i) for i in range(len(structures))])
+    if not imports:
+        key, _ = init_task(config)
+        check_training_split(config, structures, [structure_uuid(key, i) for i in range(len(structures))])
     return structures
 
 

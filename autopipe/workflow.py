@@ -580,7 +580,7 @@ def run_project(
 
     config = load_config(input_path, workdir)
     site = _site(site_name)
-    check_before_run(config, site)
+    check_before_run(config, site, imports=from_labels is not None)
     config = _with_site_command(config, site)
     project = Project(config.project_dir)
     n_events = 0

@@ -13,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autopipe.cli import app
 from autopipe.config import load_config
 from autopipe.database import DatabaseManager
 from autopipe.events import EventStore, fold, run_lock
@@ -31,11 +33,19 @@ training: {mode: linear, accuracy: fast, functions_per_element: 16}
 exploration: {temperatures: [600], steps: 60, check_interval: 10, gamma_select: 2.0, gamma_halt: 15.0}
 selection: {max_per_generation: 2}
 loop: {max_generations: 1, dft_budget: 30, seed: 3}
+assess: {enabled: false}
 """
 
 
 def mlip_auto(*args: str) -> subprocess.CompletedProcess:
+    """The installed command in a process of its own: for runs that do work."""
     return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def refusal(*args: str) -> subprocess.CompletedProcess:
+    """The same command in-process (the refusals come before any work, in milliseconds)."""
+    result = CliRunner().invoke(app, list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def fingerprint(project: Path) -> dict[str, str]:
@@ -85,7 +95,7 @@ def started(tmp_path) -> Path:
 
 
 def rerun(project: Path) -> subprocess.CompletedProcess:
-    return mlip_auto("run", str(project.parent / "input.yaml"), "--site", "threads")
+    return refusal("run", str(project.parent / "input.yaml"), "--site", "threads")
 
 
 def tamper(project: Path, *statements: str) -> None:
@@ -127,16 +137,16 @@ def test_a_damaged_finished_log_is_not_reported_as_done(copy):
 @pytest.mark.parametrize("victim", ["events.sqlite", "structures.db", "input.yaml", "generations/x.extxyz"])
 def test_export_never_writes_over_project_files(copy, victim):
     before = fingerprint(copy)
-    result = mlip_auto("export", str(copy), str(copy / victim))
+    result = refusal("export", str(copy), str(copy / victim))
     assert result.returncode == 2, result.stdout
     assert "refusing to write" in result.stderr and "outside the project" in result.stderr
     assert fingerprint(copy) == before
-    assert mlip_auto("export", str(copy), str(copy.parent / "labels.extxyz")).returncode == 0
+    assert refusal("export", str(copy), str(copy.parent / "labels.extxyz")).returncode == 0
 
 
 def test_init_never_writes_over_project_files(copy):
     before = fingerprint(copy)
-    result = mlip_auto("init", str(copy / "input.yaml"), "--force")
+    result = refusal("init", str(copy / "input.yaml"), "--force")
     assert result.returncode == 2 and "refusing to write" in result.stderr
     assert fingerprint(copy) == before
 
@@ -175,10 +185,10 @@ def test_the_run_lock_holds_when_its_file_is_deleted(copy):
 
 
 def test_a_workdir_that_is_a_file_is_refused(copy):
-    result = mlip_auto("run", str(copy.parent / "input.yaml"), "--site", "threads",
-                       "--workdir", str(copy / "system.json"))
+    result = refusal("run", str(copy.parent / "input.yaml"), "--site", "threads",
+                     "--workdir", str(copy / "system.json"))
     assert result.returncode == 2 and "is a file, not a directory" in result.stderr
-    checked = mlip_auto("validate", str(copy.parent / "input.yaml"), "--workdir", str(copy / "system.json"))
+    checked = refusal("validate", str(copy.parent / "input.yaml"), "--workdir", str(copy / "system.json"))
     assert checked.returncode == 2 and "is a file, not a directory" in checked.stderr
 
 
@@ -236,9 +246,9 @@ def test_labels_of_other_physics_or_into_a_started_project_are_refused(finished,
     other = tmp_path / "other"
     other.mkdir()
     (other / "input.yaml").write_text(INPUT.replace("{engine: emt}", "{engine: emt, min_distance_factor: 0.4}"))
-    result = mlip_auto("run", str(other / "input.yaml"), "--site", "threads", "--from-labels", str(source))
+    result = refusal("run", str(other / "input.yaml"), "--site", "threads", "--from-labels", str(source))
     assert result.returncode == 2 and "dft.min_distance_factor differ" in result.stderr
     assert sorted(p.name for p in other.iterdir()) == ["input.yaml"]
-    started = mlip_auto("run", str(copy.parent / "input.yaml"), "--site", "threads", "--from-labels",
-                        str(source))
+    started = refusal("run", str(copy.parent / "input.yaml"), "--site", "threads", "--from-labels",
+                      str(source))
     assert started.returncode == 2 and "new project" in started.stderr

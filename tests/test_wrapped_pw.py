@@ -33,6 +33,7 @@ dft: {{command: {command}, pseudopotentials: {{Al: Al.pz-vbc.UPF}}, ecutwfc: 15,
 training: {{mode: linear, accuracy: fast, functions_per_element: 8, test_fraction: 0}}
 exploration: {{temperatures: [300], steps: 20, check_interval: 10, gamma_select: 2.0, gamma_halt: 20.0}}
 loop: {{max_generations: 1, dft_budget: 10, seed: 1}}
+assess: {{enabled: false}}
 """
 WRAPPER = """#!/bin/bash
 echo "$PWD" >> {folder}/calls.log
