@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autopipe.errors import RunError
+
 _PR_SET_PDEATHSIG = 1
 # Loaded once in the parent: the child may only make the prctl call between fork and exec.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -26,7 +28,7 @@ _registry = threading.Lock()
 _stopping = threading.Event()
 
 
-class Interrupted(Exception):
+class Interrupted(RunError):
     """The run is being interrupted: no new program may start, and no result of a stopped one counts."""
 
 

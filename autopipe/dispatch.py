@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 from parsl.app.app import python_app
 
-from autopipe.apps.process import Interrupted, interrupted
+from autopipe.apps.process import interrupted
 from autopipe.errors import AutopipeError
 from autopipe.executors.lifeline import process_identity, watch
 
@@ -112,9 +112,12 @@ def _run_in(directory: Path, function: str, kwargs: dict[str, Any]) -> dict[str,
         result = {"value": app(**kwargs)}
     except AutopipeError as exc:
         result = {"error": {"kind": getattr(exc, "kind", type(exc).__name__), "message": str(exc)}}
-    if interrupted():  # its programs were stopped by Ctrl-C: the outcome says nothing about the task
-        raise Interrupted(f"{function} was stopped by an interrupt; its result is not kept")
     result["wall_time"] = time.perf_counter() - start
+    if interrupted():
+        # Its programs were stopped by Ctrl-C, so the outcome says nothing about the task: no result.json
+        # (the task runs again on resume), and no exception, which Parsl would answer with a retry on an
+        # executor that is shutting down.
+        return result
     tmp = directory / (RESULT_FILE + ".tmp")
     with open(tmp, "w") as handle:
         json.dump(result, handle)
