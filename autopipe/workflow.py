@@ -552,11 +552,13 @@ def run_project(input_path: Path, site_name: str, workdir: Path | None = None) -
             return manager.run(), project.root
 
 
-def assess_project(project_dir: Path, site_name: str, generation: int | None) -> dict[str, Any]:
+def assess_project(project_dir: Path, site_name: str, generation: int | None,
+                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assess one generation's potential of an existing project (default: the newest) against fresh DFT.
 
-    Reference labels the run (or an earlier `assess`) computed are reused; the verdict is appended to the
-    log as an `assessment.finished` event with source "cli" and returned.
+    `settings` replaces the run's `assess:` section (e.g. a larger MD-check cell). Reference labels the run
+    (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
+    `assessment.finished` event with source "cli" and returned.
     """
     project = Project(project_dir.absolute())
     if not project.events.is_file():
@@ -572,7 +574,10 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None) ->
             f"{', '.join(map(str, sorted(state.models)))}."
         )
     site = _site(site_name)
-    config = _with_site_command(SystemConfig.model_validate({**state.config, "project_dir": project.root}), site)
+    stored = {**state.config, "project_dir": project.root}
+    if settings is not None:
+        stored["assess"] = settings
+    config = _with_site_command(SystemConfig.model_validate(stored), site)
     with _session(config, site, (project.root / "input.yaml").read_text()) as (manager, store):
         manager.attach(store)
         with _parsl(site, project):
