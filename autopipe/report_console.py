@@ -1,0 +1,122 @@
+"""The status report's figures as rich tables: what a person reads in the terminal before opening the HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def key_figures(figures: dict[str, Any]) -> Table:
+    """State, labels, DFT cost, time per stage, stop reason."""
+    s = figures["summary"]
+    labels = s["labels"]
+    table = Table(title=f"mlip-auto status {figures['project']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    stop = s["stop_reason"] or (
+        "-" if s["finished"] else "not finished (running, or stopped: rerun to resume)"
+    )
+    for name, value in {
+        "state": f"{s['state']} (generation {s['generation']})"
+        + (f": {s['state_reason']}" if s["state_reason"] else ""),
+        "stop reason": stop,
+        "labels": f"{labels['done']} done, {labels['in_flight']} in flight, {labels['failed']} failed",
+        "DFT": f"{s['dft_wall_time_s']:.1f} s wall, {s['dft_core_hours']:.3g} core-hours "
+        f"({s['dft_cores_per_task']} cores per task)",
+        "time per stage": ", ".join(f"{n} {t:.1f} s" for n, t in s["stage_time_s"].items()) or "-",
+        "potentials": ", ".join(s["models"].values()) or "-",
+        "events": f"{s['events']}, last at {s['last_event'][:19]} UTC",
+    }.items():
+        table.add_row(name, Text(value))
+    return table
+
+
+def generations(figures: dict[str, Any]) -> Table:
+    """Per generation: training set, validation RMSE, how far MD walked out, what was selected."""
+    table = Table(
+        "gen",
+        "train/val",
+        "force RMSE meV/A",
+        "energy RMSE meV/atom",
+        "max gamma",
+        "selected",
+        title="Generations (validation set)",
+        title_justify="left",
+    )
+    for g in figures["generations"]:
+        table.add_row(
+            str(g["generation"]),
+            f"{g['n_train']}/{g['n_validation']}",
+            _number(g["force_rmse_mev_a"]),
+            _number(g["energy_rmse_mev_atom"]),
+            _number(g["max_gamma"]),
+            "-" if g["n_selected"] is None else str(g["n_selected"]),
+        )
+    return table
+
+
+def assessments(figures: dict[str, Any]) -> Table:
+    """Every assessed property against fresh DFT, with its tolerance and the verdict."""
+    table = Table(
+        "gen",
+        "property",
+        "error",
+        "tolerance",
+        "passed",
+        "verdict",
+        title="Assessment against fresh DFT",
+        title_justify="left",
+    )
+    for a in figures["assessments"]:
+        for p in a["properties"]:
+            table.add_row(
+                str(a["generation"]),
+                str(p["name"]),
+                f"{_number(p['error'])} {p['unit'] or ''}",
+                _number(p["tolerance"]),
+                "yes" if p["passed"] else "no",
+                Text(a["verdict"]),
+            )
+    return table
+
+
+def failures(figures: dict[str, Any]) -> Table:
+    """The latest failed tasks, newest first."""
+    table = Table(
+        "seq",
+        "task",
+        "gen",
+        "failure",
+        "recoveries tried",
+        "message",
+        title="Latest failures",
+        title_justify="left",
+    )
+    for f in figures["failures"]:
+        table.add_row(
+            str(f["seq"]),
+            f["kind"],
+            str(f["generation"]),
+            f["failure_kind"],
+            ", ".join(f["recoveries"]) or "none",
+            Text(f["message"][:120]),
+        )
+    return table
+
+
+def summary(figures: dict[str, Any]) -> list[Table]:
+    """The tables worth printing: empty sections are left out."""
+    tables = [key_figures(figures)]
+    if figures["generations"]:
+        tables.append(generations(figures))
+    if figures["assessments"]:
+        tables.append(assessments(figures))
+    if figures["failures"]:
+        tables.append(failures(figures))
+    return tables

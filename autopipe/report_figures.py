@@ -1,0 +1,288 @@
+"""Every number of the status report, computed read-only from the event log, structures.db and the walkers'
+gamma logs, as plain JSON: what `mlip-auto status --json` prints, the terminal summary shows and the charts
+draw. Keeping the figures apart from their drawing lets scripts and tests check them directly.
+
+Example::
+
+    figures = collect(Path("al_quickstart"))
+    figures["summary"]["labels"]          # {'done': 17, 'in_flight': 0, 'failed': 1}
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autopipe.dispatch import EXECUTOR_KIND
+from autopipe.errors import UsageError
+from autopipe.events import Event, RunState
+from autopipe.project_reader import StructureRow, read_events, read_structures
+from autopipe.replay import fold_known, state_summary
+
+GAMMA_LOG = "gamma.csv"  # written by apps/explore/walker.py next to each walker's candidates
+GAMMA_BIN = 0.25  # histogram bin width in log10(gamma)
+LATEST_FAILURES = 10
+FINAL_STATES = ("DONE", "FAILED")  # no time is spent in them
+_RANKS = re.compile(r"(?:^|\s)(?:-np|-n|--np|--ntasks)[\s=](\d+)")
+
+
+def collect(project: Path) -> dict[str, Any]:
+    """All figures of `project`; a missing, empty or unreadable project is a UsageError."""
+    events = read_events(project)
+    if not events:
+        raise UsageError(f"the event log of {project} is empty: the run has not recorded anything yet")
+    structures = read_structures(project)  # after the events: data is written before the events naming it
+    state = fold_known(events)
+    config = state.config or {}
+    intervals = _state_intervals(events)
+    return {
+        "project": str(project),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": _summary(state, events, config, intervals),
+        "generations": _generations(state),
+        "assessments": _assessments(events),
+        "composition": _composition(structures),
+        "elements": _elements(structures),
+        "gamma": _gamma(project, state, config),
+        "timeline": _timeline(state, events, intervals),
+        "failures": _failures(events),
+    }
+
+
+def _time(event: Event) -> datetime:
+    return datetime.fromisoformat(event.time)
+
+
+def cores_per_dft_task(config: dict[str, Any]) -> int:
+    """MPI ranks of one DFT task as its command line gives them (`mpirun -np 4 pw.x`), else 1."""
+    match = _RANKS.search(str(config.get("dft", {}).get("command", "")))
+    return int(match.group(1)) if match else 1
+
+
+def _summary(
+    state: RunState, events: list[Event], config: dict[str, Any], intervals: list[dict[str, Any]]
+) -> dict[str, Any]:
+    dft = [task for task in state.tasks.values() if task.kind == "dft"]
+    wall = sum(task.wall_time or 0.0 for task in dft)
+    wall += sum(
+        a.get("wall_time", 0.0)
+        for e in events
+        if e.kind == "task.failed" and e.payload["kind"] == "dft"
+        for a in e.payload.get("attempts", [])
+    )
+    cores = cores_per_dft_task(config)
+    stage_time: Counter[str] = Counter()
+    for interval in intervals:
+        if interval["name"] not in FINAL_STATES:
+            stage_time[interval["name"]] += interval["seconds"]
+    return {
+        **state_summary(state),
+        "site": state.site,
+        "events": len(events),
+        "last_event": events[-1].time,
+        "labels": {
+            "done": len(state.labels_done()),
+            "in_flight": len(state.labels("submitted")),
+            "failed": len(state.labels_failed()),
+        },
+        "dft_wall_time_s": round(wall, 3),
+        "dft_cores_per_task": cores,
+        "dft_core_hours": round(wall * cores / 3600, 6),
+        "stage_time_s": {name: round(seconds, 3) for name, seconds in stage_time.items()},
+        "stop_reason": state.reason if state.finished else "",
+    }
+
+
+def _state_intervals(events: list[Event]) -> list[dict[str, Any]]:
+    """When the loop was in which state; an interval ends at the next state, or where a run stopped."""
+    intervals: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    previous: Event | None = None
+
+    def close(at: datetime) -> None:
+        if current is not None:
+            intervals.append(
+                {**current, "end": at.isoformat(), "seconds": (at - current["_start"]).total_seconds()}
+            )
+
+    for event in events:
+        if event.kind == "state.entered":
+            close(_time(event))
+            current = {
+                "name": event.payload["state"],
+                "generation": event.payload["generation"],
+                "start": event.time,
+                "_start": _time(event),
+            }
+        elif event.kind == "run.resumed" and current is not None and previous is not None:
+            close(_time(previous))  # the time between a crash and its resume is no stage's time
+            current = {**current, "start": event.time, "_start": _time(event)}
+        previous = event
+    close(_time(events[-1]))
+    return [{k: v for k, v in interval.items() if k != "_start"} for interval in intervals]
+
+
+def _generations(state: RunState) -> list[dict[str, Any]]:
+    """Validation errors, exploration and selection per trained generation."""
+    rows = []
+    for generation, model in sorted(state.models.items()):
+        metrics = model.get("metrics", {})
+        validation, train = metrics.get("validation") or {}, metrics.get("train") or {}
+        explored = state.explorations.get(generation, {})
+        selection = state.selections.get(generation)
+        rows.append(
+            {
+                "generation": generation,
+                "n_train": model.get("n_train"),
+                "n_validation": model.get("n_validation"),
+                "force_rmse_mev_a": validation.get("force_rmse_mev_a"),
+                "energy_rmse_mev_atom": validation.get("energy_rmse_mev_atom"),
+                "train_force_rmse_mev_a": train.get("force_rmse_mev_a"),
+                "train_energy_rmse_mev_atom": train.get("energy_rmse_mev_atom"),
+                "max_gamma": explored.get("max_gamma"),
+                "n_candidates": explored.get("n_candidates"),
+                "n_selected": len(selection["uuids"]) if selection else None,
+            }
+        )
+    return rows
+
+
+def _assessments(events: list[Event]) -> list[dict[str, Any]]:
+    """`assessment.finished` payloads (the potential against fresh DFT), whatever of them is present."""
+    found = []
+    for event in events:
+        if event.kind != "assessment.finished":
+            continue
+        p = event.payload
+        found.append(
+            {
+                "seq": event.seq,
+                "generation": p.get("generation"),
+                "verdict": p.get("verdict", ""),
+                "reason": p.get("reason", ""),
+                "properties": [
+                    {
+                        key: prop.get(key)
+                        for key in ("name", "value", "reference", "error", "tolerance", "passed", "unit")
+                    }
+                    for prop in p.get("properties", [])
+                    if isinstance(prop, dict)
+                ],
+            }
+        )
+    return found
+
+
+def _composition(structures: list[StructureRow]) -> list[dict[str, Any]]:
+    """Structures and labels per (generation, config type)."""
+    totals: Counter[tuple[int, str]] = Counter()
+    labelled: Counter[tuple[int, str]] = Counter()
+    for row in structures:
+        totals[(row.generation, row.config_type)] += 1
+        labelled[(row.generation, row.config_type)] += row.labelled
+    return [
+        {"generation": g, "config_type": kind, "structures": n, "labelled": labelled[(g, kind)]}
+        for (g, kind), n in sorted(totals.items())
+    ]
+
+
+def _elements(structures: list[StructureRow]) -> list[dict[str, Any]]:
+    """Atoms of each element in labelled structures, per generation."""
+    atoms: Counter[tuple[int, str]] = Counter()
+    for row in structures:
+        if row.labelled:
+            for element, n in row.elements.items():
+                atoms[(row.generation, element)] += n
+    return [{"generation": g, "element": element, "atoms": n} for (g, element), n in sorted(atoms.items())]
+
+
+def _gamma(project: Path, state: RunState, config: dict[str, Any]) -> dict[str, Any]:
+    """Histogram of the per-frame max extrapolation grade of every finished walker, per generation."""
+    counts: Counter[tuple[int, float]] = Counter()
+    frames: Counter[int] = Counter()
+    for task in state.tasks.values():
+        candidates = (task.result or {}).get("candidates")
+        if task.kind != "explore" or task.status != "completed" or not isinstance(candidates, str):
+            continue
+        for gamma in _frame_gammas(project / Path(candidates).parent / GAMMA_LOG):
+            start = math.floor(math.log10(max(gamma, 1e-3)) / GAMMA_BIN) * GAMMA_BIN
+            counts[(task.generation, round(start, 4))] += 1
+            frames[task.generation] += 1
+    exploration = config.get("exploration", {})
+    return {
+        "thresholds": {"select": exploration.get("gamma_select"), "halt": exploration.get("gamma_halt")},
+        "frames": {str(g): n for g, n in sorted(frames.items())},
+        "histogram": [
+            {"generation": g, "gamma_from": 10**start, "gamma_to": 10 ** (start + GAMMA_BIN), "frames": n}
+            for (g, start), n in sorted(counts.items())
+        ],
+    }
+
+
+def _frame_gammas(path: Path) -> list[float]:
+    """The max_gamma column of one walker's gamma log; a missing or half-written file gives what it has."""
+    try:
+        with open(path, newline="") as handle:
+            return [float(row["max_gamma"]) for row in csv.DictReader(handle) if row.get("max_gamma")]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _timeline(state: RunState, events: list[Event], intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Bars for a Gantt chart: the loop's states, and per (task kind, generation) when its tasks ran."""
+    bars = [
+        {
+            "lane": "loop state",
+            "name": i["name"],
+            "generation": i["generation"],
+            "start": i["start"],
+            "end": i["end"],
+            "detail": f"{i['name']} gen {i['generation']}: {i['seconds']:.1f} s",
+        }
+        for i in intervals
+    ]
+    spans: dict[tuple[str, int], list[str]] = defaultdict(list)
+    for event in events:
+        if event.kind.startswith("task."):
+            spans[(event.payload["kind"], event.payload["generation"])].append(event.time)
+    for (kind, generation), times in spans.items():
+        tasks = [t for t in state.tasks.values() if t.kind == kind and t.generation == generation]
+        status = Counter(t.status for t in tasks)
+        executor = EXECUTOR_KIND.get(kind, kind)
+        end = times[-1] if not status["submitted"] else events[-1].time
+        bars.append(
+            {
+                "lane": f"{kind} tasks (executor {executor})",
+                "name": kind,
+                "generation": generation,
+                "start": times[0],
+                "end": end,
+                "detail": f"{kind} gen {generation} on {executor}: {len(tasks)} tasks, "
+                f"{status['completed']} done, {status['failed']} failed, {status['submitted']} in flight",
+            }
+        )
+    return bars
+
+
+def _failures(events: list[Event]) -> list[dict[str, Any]]:
+    """The latest failed tasks, newest first, with the recoveries their attempts tried."""
+    failed = [e for e in events if e.kind == "task.failed"][-LATEST_FAILURES:]
+    return [
+        {
+            "seq": e.seq,
+            "time": e.time,
+            "kind": e.payload["kind"],
+            "generation": e.payload["generation"],
+            "key": e.payload["key"],
+            "failure_kind": e.payload["failure_kind"],
+            "message": e.payload["message"],
+            "recoveries": [a["handler"] for a in e.payload.get("attempts", []) if a.get("handler")],
+            "attempts": len(e.payload.get("attempts", [])),
+        }
+        for e in reversed(failed)
+    ]
