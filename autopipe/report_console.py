@@ -37,77 +37,40 @@ def key_figures(figures: dict[str, Any]) -> Table:
     return table
 
 
+def _table(title: str, headers: list[str], rows: list[list[str | Text]]) -> Table:
+    table = Table(*headers, title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def generations(figures: dict[str, Any]) -> Table:
     """Per generation: training set, validation RMSE, how far MD walked out, what was selected."""
-    table = Table(
-        "gen",
-        "train/val",
-        "force RMSE meV/A",
-        "energy RMSE meV/atom",
-        "max gamma",
-        "selected",
-        title="Generations (validation set)",
-        title_justify="left",
-    )
-    for g in figures["generations"]:
-        table.add_row(
-            str(g["generation"]),
-            f"{g['n_train']}/{g['n_validation']}",
-            _number(g["force_rmse_mev_a"]),
-            _number(g["energy_rmse_mev_atom"]),
-            _number(g["max_gamma"]),
-            "-" if g["n_selected"] is None else str(g["n_selected"]),
-        )
-    return table
+    return _table(
+        "Generations (validation set)",
+        ["gen", "train/val", "force RMSE meV/A", "energy RMSE meV/atom", "max gamma", "selected"],
+        [[str(g["generation"]), f"{g['n_train']}/{g['n_validation']}", _number(g["force_rmse_mev_a"]),
+          _number(g["energy_rmse_mev_atom"]), _number(g["max_gamma"]),
+          "-" if g["n_selected"] is None else str(g["n_selected"])] for g in figures["generations"]],
+    )  # fmt: skip
 
 
 def assessments(figures: dict[str, Any]) -> Table:
     """Every assessed property against fresh DFT, with its tolerance and the verdict."""
-    table = Table(
-        "gen",
-        "property",
-        "error",
-        "tolerance",
-        "passed",
-        "verdict",
-        title="Assessment against fresh DFT",
-        title_justify="left",
-    )
-    for a in figures["assessments"]:
-        for p in a["properties"]:
-            table.add_row(
-                str(a["generation"]),
-                str(p["name"]),
-                f"{_number(p['error'])} {p['unit'] or ''}",
-                _number(p["tolerance"]),
-                "yes" if p["passed"] else "no",
-                Text(a["verdict"]),
-            )
-    return table
+    rows = [[str(a["generation"]), str(p["name"]), f"{_number(p['error'])} {p['unit'] or ''}",
+             _number(p["tolerance"]), "yes" if p["passed"] else "no", Text(a["verdict"])]
+            for a in figures["assessments"] for p in a["properties"]]  # fmt: skip
+    headers = ["gen", "property", "error", "tolerance", "passed", "verdict"]
+    return _table("Assessment against fresh DFT", headers, rows)
 
 
 def failures(figures: dict[str, Any]) -> Table:
     """The latest failed tasks, newest first."""
-    table = Table(
-        "seq",
-        "task",
-        "gen",
-        "failure",
-        "recoveries tried",
-        "message",
-        title="Latest failures",
-        title_justify="left",
-    )
-    for f in figures["failures"]:
-        table.add_row(
-            str(f["seq"]),
-            f["kind"],
-            str(f["generation"]),
-            f["failure_kind"],
-            ", ".join(f["recoveries"]) or "none",
-            Text(f["message"][:120]),
-        )
-    return table
+    headers = ["seq", "task", "gen", "failure", "recoveries tried", "message"]
+    return _table("Latest failures", headers, [
+        [str(f["seq"]), f["kind"], str(f["generation"]), f["failure_kind"],
+         ", ".join(f["recoveries"]) or "none", Text(f["message"][:120])]
+        for f in figures["failures"]])  # fmt: skip
 
 
 def summary(figures: dict[str, Any]) -> list[Table]:

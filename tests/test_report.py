@@ -206,10 +206,10 @@ def test_status_of_a_project_that_cannot_be_read_exits_2_with_a_message(project,
         (target / "events.sqlite").write_text("this is not a database\n" * 100)
     if case == "truncated":
         (target / "events.sqlite").write_bytes((project / "events.sqlite").read_bytes()[:2000])
-    result = mlip_auto("status", str(target))
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Error:" in result.stderr and "Traceback" not in result.stderr
-    assert str(target) in result.stderr or "events.sqlite" in result.stderr
+    result = CliRunner().invoke(app, ["status", str(target)])
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.output and "Traceback" not in result.output
+    assert str(target) in result.output.replace("\n", "") or "events.sqlite" in result.output
     assert not (target / "report").exists()
 
 
