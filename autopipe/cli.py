@@ -277,7 +277,7 @@ def events_list(
     selected = [e for e in read_events(project, after=after, kind=kind) if start is None or e.time >= start]
     selected = selected[-last:] if last else selected
     if as_json:
-        print(json.dumps([e.model_dump() for e in selected], indent=1))
+        print(json.dumps([e._asdict() for e in selected], indent=1))
         return
     table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
     for event in selected:
@@ -309,7 +309,7 @@ def events_show(
     found = read_events(project, after=seq - 1, until=seq)
     if not found:
         raise UsageError(f"the event log of {project} has no event {seq}; `mlip-auto events list` shows them")
-    print(json.dumps(found[0].model_dump(), indent=2))
+    print(json.dumps(found[0]._asdict(), indent=2))
 
 
 @events_app.command("replay")

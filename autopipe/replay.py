@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from autopipe.errors import UsageError
-from autopipe.events import PAYLOADS, Event, RunState, fold
-from autopipe.project_reader import read_events
+from autopipe.events import PAYLOADS, RunState, fold
+from autopipe.project_reader import LogEntry, read_events
 
 
-def fold_known(events: list[Event]) -> RunState:
-    """`fold` of the events whose kind this version knows."""
+def fold_known(events: list[LogEntry]) -> RunState:
+    """`fold` of the events whose kind this version knows (fold reads an entry as it reads an Event)."""
     return fold(event for event in events if event.kind in PAYLOADS)
 
 

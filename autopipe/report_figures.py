@@ -10,8 +10,8 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import math
+import os
 import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -20,13 +20,14 @@ from typing import Any
 
 from autopipe.dispatch import EXECUTOR_KIND
 from autopipe.errors import UsageError
-from autopipe.events import Event, RunState
-from autopipe.project_reader import StructureRow, read_events, read_structures
+from autopipe.events import RunState
+from autopipe.project_reader import LogEntry, StructureRow, read_events, read_structures
 from autopipe.replay import fold_known, state_summary
 
 GAMMA_LOG = "gamma.csv"  # written by apps/explore/walker.py next to each walker's candidates
 GAMMA_BIN = 0.25  # histogram bin width in log10(gamma)
 LATEST_FAILURES = 10
+WALKERS_READ = 100  # gamma logs read per generation at most
 FINAL_STATES = ("DONE", "FAILED")  # no time is spent in them
 _RANKS = re.compile(r"(?:^|\s)(?:-np|-n|--np|--ntasks)[\s=](\d+)")
 
@@ -54,7 +55,7 @@ def collect(project: Path) -> dict[str, Any]:
     }
 
 
-def _time(event: Event) -> datetime:
+def _time(event: LogEntry) -> datetime:
     return datetime.fromisoformat(event.time)
 
 
@@ -65,7 +66,7 @@ def cores_per_dft_task(config: dict[str, Any]) -> int:
 
 
 def _summary(
-    state: RunState, events: list[Event], config: dict[str, Any], intervals: list[dict[str, Any]]
+    state: RunState, events: list[LogEntry], config: dict[str, Any], intervals: list[dict[str, Any]]
 ) -> dict[str, Any]:
     dft = [task for task in state.tasks.values() if task.kind == "dft"]
     wall = sum(task.wall_time or 0.0 for task in dft)
@@ -98,11 +99,11 @@ def _summary(
     }
 
 
-def _state_intervals(events: list[Event]) -> list[dict[str, Any]]:
+def _state_intervals(events: list[LogEntry]) -> list[dict[str, Any]]:
     """When the loop was in which state; an interval ends at the next state, or where a run stopped."""
     intervals: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
-    previous: Event | None = None
+    previous: LogEntry | None = None
 
     def close(at: datetime) -> None:
         if current is not None:
@@ -152,7 +153,7 @@ def _generations(state: RunState) -> list[dict[str, Any]]:
     return rows
 
 
-def _assessments(events: list[Event]) -> list[dict[str, Any]]:
+def _assessments(events: list[LogEntry]) -> list[dict[str, Any]]:
     """`assessment.finished` payloads (the potential against fresh DFT), whatever of them is present."""
     found = []
     for event in events:
@@ -202,21 +203,29 @@ def _elements(structures: list[StructureRow]) -> list[dict[str, Any]]:
 
 
 def _gamma(project: Path, state: RunState, config: dict[str, Any]) -> dict[str, Any]:
-    """Histogram of the per-frame max extrapolation grade of every finished walker, per generation."""
-    counts: Counter[tuple[int, float]] = Counter()
-    frames: Counter[int] = Counter()
+    """Histogram of the per-frame max extrapolation grade of finished walkers, per generation.
+
+    At most `WALKERS_READ` walkers per generation are read, evenly spread over its walkers, so a campaign
+    with thousands of walkers still reports in a second; `walkers` says how many were read of how many.
+    """
+    finished: dict[int, list[str]] = defaultdict(list)
     for task in state.tasks.values():
         candidates = (task.result or {}).get("candidates")
-        if task.kind != "explore" or task.status != "completed" or not isinstance(candidates, str):
-            continue
-        for gamma in _frame_gammas(project / Path(candidates).parent / GAMMA_LOG):
-            start = math.floor(math.log10(max(gamma, 1e-3)) / GAMMA_BIN) * GAMMA_BIN
-            counts[(task.generation, round(start, 4))] += 1
-            frames[task.generation] += 1
+        if task.kind == "explore" and task.status == "completed" and isinstance(candidates, str):
+            finished[task.generation].append(os.path.join(project, os.path.dirname(candidates), GAMMA_LOG))
+    counts: Counter[tuple[int, float]] = Counter()
+    walkers = {}
+    for generation, logs in sorted(finished.items()):
+        chosen = logs[:: math.ceil(len(logs) / WALKERS_READ)]
+        walkers[str(generation)] = {"read": len(chosen), "finished": len(logs)}
+        for path in chosen:
+            for gamma in _frame_gammas(path):
+                start = math.floor(math.log10(max(gamma, 1e-3)) / GAMMA_BIN) * GAMMA_BIN
+                counts[(generation, round(start, 4))] += 1
     exploration = config.get("exploration", {})
     return {
         "thresholds": {"select": exploration.get("gamma_select"), "halt": exploration.get("gamma_halt")},
-        "frames": {str(g): n for g, n in sorted(frames.items())},
+        "walkers": walkers,
         "histogram": [
             {"generation": g, "gamma_from": 10**start, "gamma_to": 10 ** (start + GAMMA_BIN), "frames": n}
             for (g, start), n in sorted(counts.items())
@@ -224,16 +233,24 @@ def _gamma(project: Path, state: RunState, config: dict[str, Any]) -> dict[str, 
     }
 
 
-def _frame_gammas(path: Path) -> list[float]:
+def _frame_gammas(path: str) -> list[float]:
     """The max_gamma column of one walker's gamma log; a missing or half-written file gives what it has."""
     try:
-        with open(path, newline="") as handle:
-            return [float(row["max_gamma"]) for row in csv.DictReader(handle) if row.get("max_gamma")]
-    except (OSError, ValueError, KeyError):
+        with open(path) as handle:
+            column = handle.readline().rstrip("\n").split(",").index("max_gamma")
+            rows = [line.split(",") for line in handle]
+    except (OSError, ValueError):
         return []
+    gammas = []
+    for row in rows:
+        try:
+            gammas.append(float(row[column]))
+        except (IndexError, ValueError):  # a line the walker is still writing
+            break
+    return gammas
 
 
-def _timeline(state: RunState, events: list[Event], intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _timeline(state: RunState, events: list[LogEntry], intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bars for a Gantt chart: the loop's states, and per (task kind, generation) when its tasks ran."""
     bars = [
         {
@@ -250,9 +267,11 @@ def _timeline(state: RunState, events: list[Event], intervals: list[dict[str, An
     for event in events:
         if event.kind.startswith("task."):
             spans[(event.payload["kind"], event.payload["generation"])].append(event.time)
+    statuses: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    for task in state.tasks.values():
+        statuses[(task.kind, task.generation)][task.status] += 1
     for (kind, generation), times in spans.items():
-        tasks = [t for t in state.tasks.values() if t.kind == kind and t.generation == generation]
-        status = Counter(t.status for t in tasks)
+        status = statuses[(kind, generation)]
         executor = EXECUTOR_KIND.get(kind, kind)
         end = times[-1] if not status["submitted"] else events[-1].time
         bars.append(
@@ -262,14 +281,14 @@ def _timeline(state: RunState, events: list[Event], intervals: list[dict[str, An
                 "generation": generation,
                 "start": times[0],
                 "end": end,
-                "detail": f"{kind} gen {generation} on {executor}: {len(tasks)} tasks, "
+                "detail": f"{kind} gen {generation} on {executor}: {status.total()} tasks, "
                 f"{status['completed']} done, {status['failed']} failed, {status['submitted']} in flight",
             }
         )
     return bars
 
 
-def _failures(events: list[Event]) -> list[dict[str, Any]]:
+def _failures(events: list[LogEntry]) -> list[dict[str, Any]]:
     """The latest failed tasks, newest first, with the recoveries their attempts tried."""
     failed = [e for e in events if e.kind == "task.failed"][-LATEST_FAILURES:]
     return [
