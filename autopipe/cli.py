@@ -31,6 +31,7 @@ from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.logs import log_to_console
+from autopipe.progress import show_progress
 from autopipe.project_reader import read_events
 from autopipe.replay import replay, state_summary
 from autopipe.report import REPORT_FILE, build_report
@@ -136,7 +137,8 @@ def run(
     """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""
     log_to_console(verbose, err_console)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or a user's `kill`: stop like Ctrl-C
-    state, project = run_project(input_file, site, workdir)
+    with show_progress(err_console, verbose):
+        state, project = run_project(input_file, site, workdir)
     if state.models:
         console.print(_generations_table(state))
     verdicts = [a for a in state.assessments if a["source"] == "run"]

@@ -25,21 +25,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from autopipe.errors import UsageError
-from autopipe.events import EVENTS_FILE
+from autopipe.events import EVENTS_FILE, Event
 
 STRUCTURES_FILE = "structures.db"
 BUSY_TIMEOUT = 30.0  # seconds a reader waits for a writer's commit
 
 
-class LogEntry(NamedTuple):
-    """One committed event with the fields of `events.Event`; `fold` and the report read it the same way."""
-
-    seq: int
-    time: str
-    kind: str
-    payload: dict[str, Any]
-    prev_hash: str
-    hash: str
+# One committed event with the fields of `events.Event` (always the same ones, being made from them);
+# `fold` and the report read it as they read an Event.
+LogEntry = NamedTuple("LogEntry", [(name, field.annotation) for name, field in Event.model_fields.items()])
 
 
 @contextmanager

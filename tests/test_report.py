@@ -2,6 +2,7 @@
 holds, the HTML page in headless Chromium with networking disabled, status while a run writes, and
 `events replay` against `fold` at every seq."""
 
+import io
 import json
 import os
 import shutil
@@ -15,11 +16,14 @@ import ase.db
 import pytest
 from ase.build import bulk
 from ase.io import write
+from rich.console import Console
 from typer.testing import CliRunner
 
 from autopipe.cli import app
 from autopipe.errors import UsageError
 from autopipe.events import EventStore, event_hash, fold
+from autopipe.logs import LOGGER
+from autopipe.progress import show_progress
 from autopipe.replay import state_summary
 from autopipe.report import build_report
 
@@ -57,10 +61,11 @@ def mlip_auto(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """One EMT project run to DONE on the thread-pool site."""
+    """One EMT project run to DONE on the thread-pool site; the run's stderr is kept beside it."""
     input_path = write_input(tmp_path_factory.mktemp("report"))
     result = mlip_auto("run", str(input_path), "--site", "threads")
     assert result.returncode == 0, result.stderr
+    (input_path.parent / "run.stderr").write_text(result.stderr)
     return input_path.parent / "emt_al"
 
 
@@ -229,7 +234,9 @@ def test_status_while_the_run_writes(tmp_path):
     while run.poll() is None and time.monotonic() < deadline:
         try:
             figures = build_report(project)
-        except UsageError as err:  # the log does not exist or holds no event yet: only before the first report
+        except (
+            UsageError
+        ) as err:  # the log does not exist or holds no event yet: only before the first report
             assert not snapshots, err
         else:
             summary = figures["summary"]
@@ -275,3 +282,40 @@ def test_events_list_since_and_json_and_show(project):
     assert missing.exit_code == 2
     bad = runner.invoke(app, ["events", "list", str(project), "--since", "last tuesday"])
     assert bad.exit_code == 2 and "--since" in bad.output
+
+
+def test_a_run_outside_a_terminal_prints_one_line_per_state_change(project):
+    """CI logs: the state lines, the failed label's warning, nothing else (no bars, no info chatter)."""
+    printed = (project.parent / "run.stderr").read_text().splitlines()
+    entered = [e.payload for e in all_events(project) if e.kind == "state.entered"]
+    expected = [
+        f"-> {p['state']} (generation {p['generation']})" + (f": {p['reason']}" if p["reason"] else "")
+        for p in entered
+    ]
+    assert [line for line in printed if line.startswith("-> ")] == expected
+    assert not any("INFO" in line or "━" in line for line in printed)
+    assert any("WARNING" in line for line in printed)  # the overlapping structure's label failed
+
+
+def test_progress_bars_count_done_running_and_failed_tasks(project):
+    """The handler fed the run's own events, as the workflow logs them, on a terminal console."""
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, color_system=None, width=120)
+    events = all_events(project)
+    to_train = next(
+        i for i, e in enumerate(events) if e.kind == "state.entered" and e.payload["state"] == "TRAIN"
+    )
+    with show_progress(console, verbose=False) as handler:
+        for event in events[:to_train]:
+            LOGGER.debug("event %d", event.seq, extra={"event": event})
+        state = fold(events[:to_train])
+        done, failed = len(state.labels_done(0)), len(state.labels_failed(0))
+        handler.progress.refresh()
+        bar = f"DFT labels, generation 0 {'━' * 40} {done + failed}/{done + failed}"
+        assert f"{bar} {done} done, 0 running, {failed} failed" in screen.getvalue()
+        for event in events[to_train : to_train + 2]:  # the state change, then the training task submitted
+            LOGGER.debug("event %d", event.seq, extra={"event": event})
+        assert handler.batches[("dft", 0)].bar is None  # a finished batch gives way to the state line
+        assert handler.batches[("train", 0)].running == 1
+    assert "-> TRAIN (generation 0): " in screen.getvalue()
+    assert handler not in LOGGER.handlers
