@@ -20,6 +20,7 @@ from typing import Any
 import altair as alt
 
 from autopipe import __version__
+from autopipe.errors import UsageError
 from autopipe.report_charts import charts
 from autopipe.report_figures import collect
 
@@ -30,10 +31,14 @@ def build_report(project: Path, output: Path | None = None) -> dict[str, Any]:
     """Write the HTML report of `project` (default `<project>/report/status.html`); return its figures."""
     figures = collect(project)
     path = output or project / REPORT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    page = render_html(figures)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(render_html(figures), encoding="utf-8")
-    os.replace(partial, path)  # a browser reloading the page never sees half of it
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, path)  # a browser reloading the page never sees half of it
+    except OSError as err:
+        raise UsageError(f"cannot write the report to {path}: {err.strerror}") from None
     return figures
 
 

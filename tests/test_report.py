@@ -218,6 +218,12 @@ def test_status_of_a_project_that_cannot_be_read_exits_2_with_a_message(project,
     assert not (target / "report").exists()
 
 
+def test_status_to_a_place_it_cannot_write_exits_2(project, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(app, ["status", str(project), "--html", str(tmp_path / "file" / "s.html")])
+    assert result.exit_code == 2 and "cannot write the report" in result.output
+
+
 @pytest.mark.slow
 def test_status_while_the_run_writes(tmp_path):
     """Reports taken in a loop while a run appends: none fails, each is a consistent snapshot."""
