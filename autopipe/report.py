@@ -32,14 +32,19 @@ def build_report(project: Path, output: Path | None = None) -> dict[str, Any]:
     figures = collect(project)
     path = output or project / REPORT_FILE
     page = render_html(figures)
-    partial = path.with_name(path.name + ".partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(page, encoding="utf-8")
-        os.replace(partial, path)  # a browser reloading the page never sees half of it
+        write_atomically(path, page)  # a browser reloading the page never sees half of it
     except OSError as err:
         raise UsageError(f"cannot write the report to {path}: {err.strerror}") from None
     return figures
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by `text` in one step; two writers at once do not collide."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def render_html(figures: dict[str, Any]) -> str:
@@ -168,10 +173,7 @@ def vega_bundle() -> str:
         return path.read_text(encoding="utf-8")
     bundle = vl_convert.javascript_bundle(vl_version=vl_version)
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(bundle, encoding="utf-8")
-        os.replace(partial, path)
+        write_atomically(path, bundle)
     except OSError:
         pass  # a read-only home: build the bundle again next time
     return bundle
