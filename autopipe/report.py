@@ -101,9 +101,10 @@ def _key_figures(s: dict[str, Any]) -> str:
             + (f": {s['state_reason']}" if s["state_reason"] else ""),
         ],
         ["stop reason", s["stop_reason"] or ("(running or interrupted)" if not s["finished"] else "-")],
+        ["assessment", s["assessment"] or "-"],
         ["labels", f"{labels['done']} done, {labels['in_flight']} in flight, {labels['failed']} failed"],
         ["DFT wall time", f"{s['dft_wall_time_s']:.1f} s"],
-        ["DFT core-hours", f"{s['dft_core_hours']:.3g} ({s['dft_cores_per_task']} cores per task)"],
+        ["DFT core-hours", f"{s['dft_core_hours']:.3g} (cores per task: {s['dft_cores_per_task']})"],
         ["time per stage", stages or "-"],
         ["potentials", ", ".join(s["models"].values()) or "-"],
         ["structures", s["structures"]],
@@ -118,27 +119,13 @@ def _assessment_tables(assessments: list[dict[str, Any]]) -> str:
         return "<p>No assessment against fresh DFT yet.</p>"
     parts = []
     for a in assessments:
-        parts.append(
-            f"<h3>Generation {html.escape(_text(a['generation']))}: {html.escape(a['verdict'])}</h3>"
-            f"<p>{html.escape(a['reason'])}</p>"
-        )
-        parts.append(
-            _table(
-                ["property", "value", "reference", "error", "tolerance", "unit", "passed"],
-                [
-                    [
-                        p["name"],
-                        p["value"],
-                        p["reference"],
-                        p["error"],
-                        p["tolerance"],
-                        p["unit"],
-                        p["passed"],
-                    ]
-                    for p in a["properties"]
-                ],
-            )
-        )
+        heading = f"Generation {a['generation']}, round {a['round']} ({a['source']}): {a['verdict']}"
+        parts.append(f"<h3>{html.escape(heading)}</h3><p>{html.escape(a['reason'])}</p>")
+        parts.append(_table(
+            ["property", "", "DFT", "potential", "unit", "error (%)", "tolerance", "passed", "note"],
+            [[r["property"], r["name"], r["dft"], r["potential"], r["unit"], r["error_percent"],
+              r["tolerance"], r["passed"], r["note"]] for r in a["rows"]],
+        ))  # fmt: skip
     return "\n".join(parts)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import altair as alt
 
 WIDTH = 560
+PASSED_COLORS = alt.Scale(domain=["passed", "failed"], range=["#4c9a2a", "#c0392b"])
 
 
 def charts(figures: dict[str, Any]) -> dict[str, tuple[str, alt.TopLevelMixin]]:
@@ -65,41 +66,30 @@ def rmse(generations: list[dict[str, Any]]) -> alt.FacetChart | None:
 
 
 def assessment(assessments: list[dict[str, Any]]) -> alt.FacetChart | None:
-    """Each assessed property's error as a fraction of its tolerance: bars past the line at 1 failed."""
+    """The potential's deviation from fresh DFT per compared number, in percent, one row per assessment;
+    red bars failed their tolerance (named in the tooltip, with both values)."""
     rows = [
-        {
-            **prop,
-            "generation": a["generation"],
-            "verdict": a["verdict"],
-            "error_over_tolerance": abs(prop["error"]) / prop["tolerance"],
-            "result": "passed" if prop["passed"] else "failed",
-        }
+        {**row, "assessment": f"gen {a['generation']}, round {a['round']}",
+         "result": "passed" if row["passed"] else "failed"}
         for a in assessments
-        for prop in a["properties"]
-        if isinstance(prop.get("error"), int | float)
-        and isinstance(prop.get("tolerance"), int | float)
-        and prop["tolerance"] > 0
-    ]
+        for row in a["rows"]
+        if row["error_percent"] is not None
+    ]  # fmt: skip
     if not rows:
         return None
-    bars = (
-        alt.Chart()
+    return (
+        alt.Chart(alt.Data(values=rows))
         .mark_bar()
         .encode(
-            x=alt.X("name:N", title="property"),
-            y=alt.Y("error_over_tolerance:Q", title="|error| / tolerance"),
-            color=alt.Color(
-                "result:N", scale=alt.Scale(domain=["passed", "failed"], range=["#4c9a2a", "#c0392b"])
-            ),
-            tooltip=["name:N", "value:Q", "reference:Q", "error:Q", "tolerance:Q", "unit:N", "result:N"],
+            x=alt.X("name:N", title=None, sort=None),
+            y=alt.Y("error_percent:Q", title="potential - DFT (%)"),
+            color=alt.Color("result:N", scale=PASSED_COLORS),
+            tooltip=["property:N", "name:N", "dft:Q", "potential:Q", "unit:N", "error_percent:Q",
+                     "tolerance:N", "result:N", "note:N"],
         )
-    )
-    limit = alt.Chart().mark_rule(strokeDash=[4, 4], color="black").encode(y=alt.datum(1))
-    return (
-        alt.layer(bars, limit, data=alt.Data(values=rows))
-        .properties(width=WIDTH // 2, height=200)
-        .facet(column=alt.Column("generation:O", title="generation"))
-    )
+        .properties(width=WIDTH, height=160)
+        .facet(row=alt.Row("assessment:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+    )  # fmt: skip
 
 
 def stacked_bars(

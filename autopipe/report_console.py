@@ -26,9 +26,10 @@ def key_figures(figures: dict[str, Any]) -> Table:
         "state": f"{s['state']} (generation {s['generation']})"
         + (f": {s['state_reason']}" if s["state_reason"] else ""),
         "stop reason": stop,
+        "assessment": s["assessment"] or "-",
         "labels": f"{labels['done']} done, {labels['in_flight']} in flight, {labels['failed']} failed",
         "DFT": f"{s['dft_wall_time_s']:.1f} s wall, {s['dft_core_hours']:.3g} core-hours "
-        f"({s['dft_cores_per_task']} cores per task)",
+        f"(cores per task: {s['dft_cores_per_task']})",
         "time per stage": ", ".join(f"{n} {t:.1f} s" for n, t in s["stage_time_s"].items()) or "-",
         "potentials": ", ".join(s["models"].values()) or "-",
         "events": f"{s['events']}, last at {s['last_event'][:19]} UTC",
@@ -57,10 +58,11 @@ def generations(figures: dict[str, Any]) -> Table:
 
 def assessments(figures: dict[str, Any]) -> Table:
     """Every assessed property against fresh DFT, with its tolerance and the verdict."""
-    rows = [[str(a["generation"]), str(p["name"]), f"{_number(p['error'])} {p['unit'] or ''}",
-             _number(p["tolerance"]), "yes" if p["passed"] else "no", Text(a["verdict"])]
-            for a in figures["assessments"] for p in a["properties"]]  # fmt: skip
-    headers = ["gen", "property", "error", "tolerance", "passed", "verdict"]
+    rows = [[f"{a['generation']}/{a['round']}", str(r["name"]), f"{_number(r['dft'])} {r['unit']}",
+             f"{_number(r['potential'])} {r['unit']}", str(r["tolerance"]), "yes" if r["passed"] else "no",
+             Text(a["verdict"])]
+            for a in figures["assessments"] for r in a["rows"]]  # fmt: skip
+    headers = ["gen/round", "", "DFT", "potential", "tolerance", "passed", "verdict"]
     return _table("Assessment against fresh DFT", headers, rows)
 
 

@@ -46,7 +46,7 @@ def collect(project: Path) -> dict[str, Any]:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": _summary(state, events, config, intervals),
         "generations": _generations(state),
-        "assessments": _assessments(events),
+        "assessments": _assessments(state),
         "composition": _composition(structures),
         "elements": _elements(structures),
         "gamma": _gamma(project, state, config),
@@ -96,7 +96,14 @@ def _summary(
         "dft_core_hours": round(wall * cores / 3600, 6),
         "stage_time_s": {name: round(seconds, 3) for name, seconds in stage_time.items()},
         "stop_reason": state.reason if state.finished else "",
+        "assessment": _verdict(state.assessments[-1]) if state.assessments else "",
     }
+
+
+def _verdict(assessment: dict[str, Any]) -> str:
+    word = "usable" if assessment["usable"] else "not usable"
+    reason = f" ({assessment['reason']})" if assessment["reason"] else ""
+    return f"generation {assessment['generation']}: {word}{reason}"
 
 
 def _state_intervals(events: list[LogEntry]) -> list[dict[str, Any]]:
@@ -153,30 +160,24 @@ def _generations(state: RunState) -> list[dict[str, Any]]:
     return rows
 
 
-def _assessments(events: list[LogEntry]) -> list[dict[str, Any]]:
-    """`assessment.finished` payloads (the potential against fresh DFT), whatever of them is present."""
-    found = []
-    for event in events:
-        if event.kind != "assessment.finished":
-            continue
-        p = event.payload
-        found.append(
-            {
-                "seq": event.seq,
-                "generation": p.get("generation"),
-                "verdict": p.get("verdict", ""),
-                "reason": p.get("reason", ""),
-                "properties": [
-                    {
-                        key: prop.get(key)
-                        for key in ("name", "value", "reference", "error", "tolerance", "passed", "unit")
-                    }
-                    for prop in p.get("properties", [])
-                    if isinstance(prop, dict)
-                ],
-            }
-        )
-    return found
+#: What the report keeps of each row of an assessment (apps/assess/compare.py writes them).
+ROW_KEYS = ("property", "name", "unit", "dft", "potential", "error", "error_percent", "tolerance", "passed",
+            "note")  # fmt: skip
+
+
+def _assessments(state: RunState) -> list[dict[str, Any]]:
+    """Each assessment against fresh DFT (docs/assessment.md): its verdict and every compared number."""
+    return [
+        {
+            "generation": a["generation"],
+            "round": a["round"],
+            "source": a["source"],
+            "verdict": "usable" if a["usable"] else "not usable",
+            "reason": a["reason"],
+            "rows": [{key: row.get(key) for key in ROW_KEYS} for row in a["rows"]],
+        }
+        for a in state.assessments
+    ]
 
 
 def _composition(structures: list[StructureRow]) -> list[dict[str, Any]]:
@@ -250,7 +251,9 @@ def _frame_gammas(path: str) -> list[float]:
     return gammas
 
 
-def _timeline(state: RunState, events: list[LogEntry], intervals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _timeline(
+    state: RunState, events: list[LogEntry], intervals: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Bars for a Gantt chart: the loop's states, and per (task kind, generation) when its tasks ran."""
     bars = [
         {

@@ -41,17 +41,21 @@ training: {{mode: linear, accuracy: fast, functions_per_element: 16}}
 exploration: {{temperatures: [600], steps: 100, check_interval: 10, gamma_select: 2.0, gamma_halt: 15.0}}
 selection: {{max_per_generation: 2}}
 loop: {{max_generations: 2, dft_budget: 30, seed: 3}}
+assess: {assess}
 """
+ASSESS = (
+    "{properties: [eos, vacancy], max_rounds: 0, vacancy_supercell: [2, 1, 1]}"  # a real verdict, quickly
+)
 CHARTS = ["rmse", "assessment", "composition", "elements", "gamma", "timeline"]
 
 
-def write_input(folder: Path) -> Path:
+def write_input(folder: Path, assess: str = ASSESS) -> Path:
     """An EMT input whose one overlapping structure fails its label (a named failure for the report)."""
     overlapping = bulk("Al", cubic=True)
     overlapping.positions[1] = overlapping.positions[0] + [0.3, 0.0, 0.0]
     write(folder / "start.extxyz", [overlapping])
     path = folder / "input.yaml"
-    path.write_text(INPUT.format(start=folder / "start.extxyz"))
+    path.write_text(INPUT.format(start=folder / "start.extxyz", assess=assess))
     return path
 
 
@@ -64,7 +68,7 @@ def project(tmp_path_factory) -> Path:
     """One EMT project run to DONE on the thread-pool site; the run's stderr is kept beside it."""
     input_path = write_input(tmp_path_factory.mktemp("report"))
     result = mlip_auto("run", str(input_path), "--site", "threads")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode in (0, 3), result.stderr  # 3: DONE, the potential assessed as not usable
     (input_path.parent / "run.stderr").write_text(result.stderr)
     return input_path.parent / "emt_al"
 
@@ -73,46 +77,6 @@ def all_events(project: Path) -> list:
     """The log read through the validating store, independently of the report's read-only reader."""
     with EventStore.open_existing(project / "events.sqlite") as store:
         return store.events()
-
-
-def add_assessment(project: Path) -> dict:
-    """Append an `assessment.finished` event (a kind this version's store does not write yet) with a valid
-    chain, as a newer mlip-autopipe would; the report must draw it."""
-    payload = {
-        "generation": 1,
-        "verdict": "not usable",
-        "reason": "force error above tolerance",
-        "properties": [
-            {
-                "name": "forces",
-                "value": 0.12,
-                "reference": 0.0,
-                "error": 0.12,
-                "tolerance": 0.1,
-                "passed": False,
-                "unit": "eV/A",
-            },
-            {
-                "name": "lattice constant",
-                "value": 4.05,
-                "reference": 4.04,
-                "error": 0.01,
-                "tolerance": 0.02,
-                "passed": True,
-                "unit": "A",
-            },
-        ],
-    }
-    last = all_events(project)[-1]
-    seq, stamp = last.seq + 1, last.time
-    digest = event_hash(seq, stamp, "assessment.finished", payload, last.hash)
-    with sqlite3.connect(project / "events.sqlite") as conn:
-        conn.execute(
-            "insert into events values (?, ?, ?, ?, ?, ?)",
-            (seq, stamp, "assessment.finished", json.dumps(payload), last.hash, digest),
-        )
-        conn.execute("update head set last_seq = ?, last_hash = ?", (seq, digest))
-    return payload
 
 
 def render_in_chromium(page: Path, screenshot: Path) -> tuple[str, str]:
@@ -152,12 +116,9 @@ def render_in_chromium(page: Path, screenshot: Path) -> tuple[str, str]:
 
 @pytest.mark.slow
 def test_the_report_is_self_contained_and_every_chart_renders_offline(project, tmp_path):
-    copy = tmp_path / "emt_al"
-    shutil.copytree(project, copy)
-    add_assessment(copy)
-    result = mlip_auto("status", str(copy))
+    result = mlip_auto("status", str(project), "--html", str(tmp_path / "status.html"))
     assert result.returncode == 0, result.stderr
-    page = copy / "report" / "status.html"
+    page = tmp_path / "status.html"
     text = page.read_text()
     assert "<script src" not in text and "<link" not in text  # nothing to fetch
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -168,7 +129,8 @@ def test_the_report_is_self_contained_and_every_chart_renders_offline(project, t
     for chart in CHARTS:
         block = dom.split(f'id="{chart}"', 1)[1].split("</section>", 1)[0]
         assert "<svg" in block and 'class="marks"' in block, f"chart {chart} did not render"
-    assert "not usable" in dom and "too_close" in dom  # the verdict, the failure's named kind
+    verdict = fold(all_events(project)).assessments[-1]
+    assert verdict["reason"] in dom and "too_close" in dom  # the verdict, the failure's named kind
     assert (ARTIFACTS / "status-report.png").stat().st_size > 10_000
 
 
@@ -196,8 +158,15 @@ def test_status_figures_agree_with_the_project(project, tmp_path):
     assert sum(h["frames"] for h in figures["gamma"]["histogram"]) == gamma_rows > 0
     assert figures["gamma"]["thresholds"] == {"select": 2.0, "halt": 15.0}
     assert [f["failure_kind"] for f in figures["failures"]] == ["too_close"]
-    assert set(summary["stage_time_s"]) == {"INIT", "DFT", "TRAIN", "EXPLORE", "SELECT"}
-    assert summary["dft_wall_time_s"] > 0 and figures["assessments"] == []
+    assert set(summary["stage_time_s"]) == {"INIT", "DFT", "TRAIN", "EXPLORE", "SELECT", "ASSESS"}
+    assert summary["dft_wall_time_s"] > 0
+    assert [(a["generation"], len(a["rows"])) for a in figures["assessments"]] == [
+        (a["generation"], len(a["rows"])) for a in state.assessments
+    ]
+    assert [r["dft"] for r in figures["assessments"][-1]["rows"]] == [
+        r["dft"] for r in state.assessments[-1]["rows"]
+    ]
+    assert summary["assessment"].startswith(f"generation {state.assessments[-1]['generation']}: ")
 
 
 @pytest.mark.parametrize("case", ["missing", "no log", "empty log", "not sqlite", "truncated"])
@@ -227,7 +196,7 @@ def test_status_to_a_place_it_cannot_write_exits_2(project, tmp_path):
 @pytest.mark.slow
 def test_status_while_the_run_writes(tmp_path):
     """Reports taken in a loop while a run appends: none fails, each is a consistent snapshot."""
-    input_path = write_input(tmp_path)
+    input_path = write_input(tmp_path, assess="{enabled: false}")
     project = tmp_path / "emt_al"
     run = subprocess.Popen(
         [MLIP_AUTO, "run", str(input_path), "--site", "threads"],
@@ -249,7 +218,7 @@ def test_status_while_the_run_writes(tmp_path):
             # data before events: every label the log counts is already in structures.db
             assert summary["labels"]["done"] <= sum(c["labelled"] for c in figures["composition"])
             snapshots.append((summary["seq"], summary["state"]))
-        time.sleep(0.2)
+        time.sleep(0.5)
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr
     running = [s for s in snapshots if s[1] not in ("DONE", "FAILED")]
@@ -325,3 +294,24 @@ def test_progress_bars_count_done_running_and_failed_tasks(project):
         assert handler.batches[("train", 0)].running == 1
     assert "-> TRAIN (generation 0): " in screen.getvalue()
     assert handler not in LOGGER.handlers
+
+
+def test_events_of_a_kind_this_version_does_not_know_are_skipped(project, tmp_path):
+    """A log extended by a newer mlip-autopipe (a valid chain, an unknown kind) still reports and replays."""
+    copy = tmp_path / "emt_al"
+    shutil.copytree(project, copy)
+    last = all_events(copy)[-1]
+    payload, seq = {"generation": 1, "note": "from the future"}, last.seq + 1
+    digest = event_hash(seq, last.time, "walker.moved", payload, last.hash)
+    with sqlite3.connect(copy / "events.sqlite") as conn:
+        row = (seq, last.time, "walker.moved", json.dumps(payload), last.hash, digest)
+        conn.execute("insert into events values (?, ?, ?, ?, ?, ?)", row)
+        conn.execute("update head set last_seq = ?, last_hash = ?", (seq, digest))
+    runner = CliRunner()
+    status = runner.invoke(app, ["status", str(copy), "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["summary"]["events"] == seq
+    replayed = runner.invoke(app, ["events", "replay", str(copy), "--json"])
+    assert json.loads(replayed.output)["state"] == fold(all_events(project)).state
+    shown = runner.invoke(app, ["events", "show", str(copy), str(seq)])
+    assert json.loads(shown.output)["payload"] == payload
