@@ -28,7 +28,7 @@ from autopipe.logs import LOGGER
 #: What a batch of each task kind is called on its bar.
 BATCH_NAMES = {
     "init": "initial structures", "dft": "DFT labels", "train": "training", "explore": "MD walkers",
-    "select": "selection",
+    "select": "selection", "reference": "assessment DFT", "assess_md": "assessment MD", "assess": "assessment",
 }  # fmt: skip
 
 
