@@ -148,7 +148,7 @@ class WorkflowManager:
         """Append one event durably and fold it into the run state kept in memory."""
         event = self.store.append(kind, payload)
         self.run_state = fold([event], self.run_state)
-        log.debug("event %d %s %s", event.seq, kind, _brief(event.payload))
+        log.debug("event %d %s %s", event.seq, kind, _brief(event.payload), extra={"event": event})
 
     # --- the loop ----------------------------------------------------------------------------------------
 
