@@ -145,7 +145,8 @@ def run(
     if verdicts:
         console.print(_assessment_table(verdicts[-1]))
     outcome = "DONE" if state.outcome == "done" else "FAILED"
-    style = "bold green" if outcome == "DONE" and verdicts[-1:] != [] and verdicts[-1]["usable"] else "bold red"
+    usable = not verdicts or verdicts[-1]["usable"]
+    style = "bold green" if outcome == "DONE" and usable else "bold red"
     console.print(Text(f"{outcome}: {state.reason}", style=style), soft_wrap=True)
     console.print(
         f"generation {state.generation}, {len(state.labels_done())} labels "
@@ -154,7 +155,7 @@ def run(
     )
     if outcome != "DONE":
         raise typer.Exit(1)
-    if verdicts and not verdicts[-1]["usable"]:
+    if not usable:
         raise typer.Exit(NOT_USABLE)
 
 
@@ -187,8 +188,6 @@ def _assessment_table(verdict: dict[str, Any]) -> Table:
     for row in verdict["rows"]:
         unit = f" {row['unit']}" if row["unit"] else ""
         error = "-" if row["error_percent"] is None else f"{row['error_percent']:+.1f}%"
-        if row["unit"] == "meV/A":
-            error = "-"
         mark = Text("ok", style="green") if row["passed"] else Text("FAIL", style="bold red")
         table.add_row(row["name"], _number(row["dft"]) + unit if row["dft"] is not None else "-",
                       _number(row["potential"]) + unit if row["potential"] is not None else "-",
