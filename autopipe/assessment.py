@@ -18,7 +18,7 @@ from autopipe.apps.assess.compare import reference_cells
 from autopipe.apps.assess.properties import equation_of_state
 from autopipe.apps.explore import read_candidates
 from autopipe.apps.structures import atoms_from_dict, atoms_to_dict
-from autopipe.apps.structures.generate import prototype_cell, read_structure_file
+from autopipe.apps.structures.generate import prototype_cell, read_structure_file, repeated_to
 from autopipe.config import SystemConfig
 from autopipe.dispatch import read_result
 from autopipe.errors import AssessmentError
@@ -179,7 +179,7 @@ def aimed_walkers(config: SystemConfig, assessment: dict[str, Any]) -> list[dict
     supercell; vacancy: NVT in a small cell with one vacancy. Each is {structure, temperature, pressure}.
     """
     crystal = Crystal.from_atoms(ground_state(config)).at_volume(assessment["reference_volume"])
-    cell = _at_least(crystal.conventional, MIN_AIMED_ATOMS)
+    cell = repeated_to(crystal.conventional, MIN_AIMED_ATOMS)
     cold, hot = min(config.exploration.temperatures), md_temperature(config) * 1.25
     bulk_modulus = next((r["dft"] for r in assessment["rows"] if r["name"] == "B"), 100.0)
     pressure = bulk_modulus * config.assess.eos_volume_range
@@ -200,15 +200,6 @@ def aimed_walkers(config: SystemConfig, assessment: dict[str, Any]) -> list[dict
 
 def _walker(atoms: Atoms, temperature: float, pressure: float | None) -> dict[str, Any]:
     return {"structure": atoms_to_dict(atoms), "temperature": temperature, "pressure": pressure}
-
-
-def _at_least(atoms: Atoms, n_atoms: int) -> Atoms:
-    """`atoms` repeated along its shortest axes until it holds at least `n_atoms`."""
-    repeats = [1, 1, 1]
-    while len(atoms) * repeats[0] * repeats[1] * repeats[2] < n_atoms:
-        lengths = atoms.cell.lengths() * repeats
-        repeats[int(lengths.argmin())] += 1
-    return atoms.repeat(repeats)
 
 
 def _numbers(reference: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. Ne
 
 import json
 import signal
+import webbrowser
 from collections import Counter
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +23,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from autopipe import report_console
 from autopipe.apps.dft import choose_parameters
 from autopipe.config import SystemConfig, load_config
 from autopipe.database import DatabaseManager
@@ -30,7 +33,11 @@ from autopipe.executors import load_site
 from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
 from autopipe.preflight import check_before_run
+from autopipe.progress import show_progress
 from autopipe.project_files import refuse_project_file
+from autopipe.project_reader import read_events
+from autopipe.replay import replay, state_summary
+from autopipe.report import REPORT_FILE, build_report
 from autopipe.workflow import assess_project, run_project
 
 #: Exit code of `run` and `assess` when the potential was assessed as not usable (docs/assessment.md).
@@ -141,14 +148,16 @@ def run(
     """Run the active-learning loop of INPUT to the end; on an existing project, resume it."""
     log_to_console(verbose, err_console)
     signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's or a user's `kill`: stop like Ctrl-C
-    state, project = run_project(input_file, site, workdir, from_labels)
+    with show_progress(err_console, verbose):
+        state, project = run_project(input_file, site, workdir, from_labels)
     if state.models:
         console.print(_generations_table(state))
     verdicts = [a for a in state.assessments if a["source"] == "run"]
     if verdicts:
         console.print(_assessment_table(verdicts[-1]))
     outcome = "DONE" if state.outcome == "done" else "FAILED"
-    style = "bold green" if outcome == "DONE" and verdicts[-1:] != [] and verdicts[-1]["usable"] else "bold red"
+    usable = not verdicts or verdicts[-1]["usable"]
+    style = "bold green" if outcome == "DONE" and usable else "bold red"
     console.print(Text(f"{outcome}: {state.reason}", style=style), soft_wrap=True)
     console.print(
         f"generation {state.generation}, {len(state.labels_done())} labels "
@@ -157,7 +166,7 @@ def run(
     )
     if outcome != "DONE":
         raise typer.Exit(1)
-    if verdicts and not verdicts[-1]["usable"]:
+    if not usable:
         raise typer.Exit(NOT_USABLE)
 
 
@@ -190,8 +199,6 @@ def _assessment_table(verdict: dict[str, Any]) -> Table:
     for row in verdict["rows"]:
         unit = f" {row['unit']}" if row["unit"] else ""
         error = "-" if row["error_percent"] is None else f"{row['error_percent']:+.1f}%"
-        if row["unit"] == "meV/A":
-            error = "-"
         mark = Text("ok", style="green") if row["passed"] else Text("FAIL", style="bold red")
         table.add_row(row["name"], _number(row["dft"]) + unit if row["dft"] is not None else "-",
                       _number(row["potential"]) + unit if row["potential"] is not None else "-",
@@ -243,6 +250,27 @@ def export(
     console.print(f"Wrote {count} structures to {output}.", soft_wrap=True)
 
 
+@app.command()
+def status(
+    project: Annotated[Path, typer.Argument(help="The project directory.")] = Path("."),
+    html: Annotated[Path | None, typer.Option("--html", help="Where to write the report "
+                                                            "(default: PROJECT/report/status.html).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report's figures as JSON.")] = False,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
+) -> None:
+    """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes."""
+    path = html or project / REPORT_FILE
+    figures = build_report(project, path)
+    if as_json:
+        print(json.dumps({**figures, "html": str(path)}, indent=1))
+    else:
+        for table in report_console.summary(figures):
+            console.print(table)
+        console.print(f"Report: {path}", soft_wrap=True)
+    if open_browser:
+        webbrowser.open(path.resolve().as_uri())
+
+
 events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
@@ -252,13 +280,76 @@ def events_list(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind, e.g. task.failed.")] = None,
     last: Annotated[int | None, typer.Option("--last", help="Only the last N events.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only events after this seq, or from this UTC time (ISO).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the events as a JSON array.")] = False,
 ) -> None:
     """Print the events of PROJECT, oldest first."""
-    with EventStore.open_existing(project / EVENTS_FILE) as store:
-        selected = [e for e in store.events() if kind is None or e.kind == kind]
+    after, start = _since(since)
+    selected = [e for e in read_events(project, after=after, kind=kind) if start is None or e.time >= start]
+    selected = selected[-last:] if last else selected
+    if as_json:
+        print(json.dumps([e._asdict() for e in selected], indent=1))
+        return
     table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
-    for event in selected[-last:] if last else selected:
+    for event in selected:
         table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
+    console.print(table)
+
+
+def _since(value: str | None) -> tuple[int, str | None]:
+    """--since as (events after this seq, events from this UTC time in the log's spelling)."""
+    if value is None:
+        return 0, None
+    if value.isdigit():
+        return int(value), None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since {value!r} is neither a seq number nor an ISO 8601 time such as 2026-11-29T14:00"
+        ) from None
+    return 0, (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+@events_app.command("show")
+def events_show(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    seq: Annotated[int, typer.Argument(help="The event's seq number.")],
+) -> None:
+    """Print one event of PROJECT in full (payload, time, hashes) as JSON."""
+    found = read_events(project, after=seq - 1, until=seq)
+    if not found:
+        raise UsageError(f"the event log of {project} has no event {seq}; `mlip-auto events list` shows them")
+    print(json.dumps(found[0]._asdict(), indent=2))
+
+
+@events_app.command("replay")
+def events_replay(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    until: Annotated[int | None, typer.Option("--until", help="Replay events 1..SEQ (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+) -> None:
+    """The run state after event SEQ: state, generation, dataset, models, pending tasks."""
+    summary = state_summary(replay(project, until))
+    if as_json:
+        print(json.dumps(summary, indent=1))
+        return
+    table = Table(title=f"{project} after event {summary['seq']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    pending = [f"{t['kind']} gen {t['generation']} {t['label'] or t['key']}"
+               for t in summary["pending_tasks"]]
+    for name, value in {
+        "state": f"{summary['state']} (generation {summary['generation']}) {summary['state_reason']}".strip(),
+        "finished": f"{summary['outcome']}: {summary['reason']}" if summary["finished"] else "no",
+        "dataset": f"{summary['structures']} structures, {summary['labels_done']} labels "
+                   f"({summary['labels_failed']} failed)",
+        "models": ", ".join(summary["models"].values()) or "-",
+        "pending tasks": "\n".join(pending) or "-",
+    }.items():
+        table.add_row(name, Text(value))
     console.print(table)
 
 

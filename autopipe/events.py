@@ -148,6 +148,7 @@ class AssessmentFinished(_Payload):
     dft_volume: float  # DFT's V0 from the fine E(V)
     potential_volume: float  # the potential's V0 (reference_volume when it has none)
     n_references: int
+    settings: dict[str, Any] = {}  # the assess settings used (tolerances, cells, MD check)
 
 
 class RunRetried(_Payload):

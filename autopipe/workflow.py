@@ -178,7 +178,7 @@ class WorkflowManager:
         """Append one event durably and fold it into the run state kept in memory."""
         event = self.store.append(kind, payload)
         self.run_state = fold([event], self.run_state)
-        log.debug("event %d %s %s", event.seq, kind, _brief(event.payload))
+        log.debug("event %d %s %s", event.seq, kind, _brief(event.payload), extra={"event": event})
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -607,11 +607,13 @@ def run_project(
             return manager.run(), project.root
 
 
-def assess_project(project_dir: Path, site_name: str, generation: int | None) -> dict[str, Any]:
+def assess_project(project_dir: Path, site_name: str, generation: int | None,
+                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assess one generation's potential of an existing project (default: the newest) against fresh DFT.
 
-    Reference labels the run (or an earlier `assess`) computed are reused; the verdict is appended to the
-    log as an `assessment.finished` event with source "cli" and returned.
+    `settings` replaces the run's `assess:` section (e.g. a larger MD-check cell). Reference labels the run
+    (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
+    `assessment.finished` event with source "cli" and returned.
     """
     from autopipe.project_files import check_intact
 
@@ -630,7 +632,10 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None) ->
             f"{', '.join(map(str, sorted(state.models)))}."
         )
     site = _site(site_name)
-    config = _with_site_command(SystemConfig.model_validate({**state.config, "project_dir": project.root}), site)
+    stored = {**state.config, "project_dir": project.root}
+    if settings is not None:
+        stored["assess"] = settings
+    config = _with_site_command(SystemConfig.model_validate(stored), site)
     with _session(config, site, (project.root / "input.yaml").read_text()) as (manager, store):
         manager.attach(store)
         with _parsl(site, project):

@@ -215,3 +215,28 @@ def test_element_outside_the_potential_is_an_exploration_error(potential, tmp_pa
     copper = atoms_to_dict(bulk("Cu", "fcc", a=3.6, cubic=True))
     with pytest.raises(ExplorationError, match="cannot evaluate the starting structure"):
         run_walker(copper, *potential, settings(), 300.0, 1, str(tmp_path))
+
+
+def test_npt_walkers_change_the_cell_and_pressure_sets_its_direction(potential, tmp_path):
+    """NPT (MTK) lets the cell breathe; squeezing at +5 GPa ends smaller than pulling at -2 GPa."""
+    volumes = {}
+    for pressure in (-2.0, 5.0):
+        result = run_walker(atoms_to_dict(bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)), *potential,
+                            settings(steps=200, gamma_select=1e3, gamma_halt=2e3), 300.0, 3,
+                            str(tmp_path / f"p{pressure}"), pressure=pressure)
+        assert result["status"] == "finished" and result["pressure"] == pressure
+        log = gamma_log(tmp_path / f"p{pressure}")
+        volumes[pressure] = log["volume_per_atom"].iloc[len(log) // 2:].mean()
+        assert log["volume_per_atom"].std() > 0.01  # the cell moved
+    assert volumes[5.0] < volumes[-2.0]
+    nvt = run_walker(fcc_cell(), *potential, settings(steps=50, gamma_select=1e3, gamma_halt=2e3), 300.0, 3,
+                     str(tmp_path / "nvt"))
+    assert gamma_log(tmp_path / "nvt")["volume_per_atom"].nunique() == 1  # NVT keeps the cell
+
+
+def test_the_schedule_runs_each_temperature_in_each_ensemble_and_pressure():
+    schedule = ExplorationSettings(temperatures=[300, 600], ensembles=["nvt", "npt"], pressures=[0, 2],
+                                   walkers_per_temperature=2).schedule()
+    assert schedule == [(t, p) for t in (300, 600) for p in (None, 0, 2) for _ in range(2)]
+    with pytest.raises(ValueError, match="lists an ensemble twice"):
+        ExplorationSettings(ensembles=["nvt", "nvt"])

@@ -116,3 +116,16 @@ def test_bad_structure_files_name_their_index(tmp_path, content, message):
         write(bad, content)
     with pytest.raises(ConfigError, match=message):
         initial_structures({"files": [str(good), str(bad)]}, ["Cu", "H", "O"], seed=0)
+
+
+def test_scaled_copies_span_the_volume_range_and_vacancy_copies_miss_one_atom():
+    structures = initial_structures(
+        {"generator": {"prototype": "fcc", "rattled": 0, "strained": 0, "scaled": 5, "max_volume_change": 0.1,
+                       "vacancies": 2}}, ["Al"], seed=0)
+    atoms = [atoms_from_dict(s) for s in structures]
+    ideal = atoms[0].get_volume()
+    scaled = [a.get_volume() / ideal for a in atoms if "scaled" in a.info["source"]]
+    assert scaled == pytest.approx([0.9, 0.95, 1.0, 1.05, 1.1])
+    vacancies = [a for a in atoms if "vacancy" in a.info["source"]]
+    assert [len(a) for a in vacancies] == [7, 7]  # two 4-atom cells, one atom removed
+    assert vacancies[0].get_volume() == pytest.approx(2 * ideal)

@@ -65,10 +65,14 @@ class Crystal:
 
 
 def eos_cells(crystal: Crystal, points: int, volume_range: float) -> list[Atoms]:
-    """`points` primitive cells with volumes evenly spaced over (1 +- volume_range) x the crystal's."""
+    """`points` conventional cells with volumes evenly spaced over (1 +- volume_range) x the crystal's.
+
+    Conventional rather than primitive: its k-point mesh (chosen from a spacing) stays the same over a
+    +-6% scan where a primitive cell's jumps a size, and a jump shifts E(V) by more than B's curvature.
+    """
     cells = []
     for index, fraction in enumerate(np.linspace(1 - volume_range, 1 + volume_range, points)):
-        cells.append(_named(_scaled(crystal.primitive, fraction ** (1 / 3)), f"eos/{index}"))
+        cells.append(_named(_scaled(crystal.conventional, fraction ** (1 / 3)), f"eos/{index}"))
     return cells
 
 

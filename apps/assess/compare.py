@@ -318,6 +318,6 @@ def _named(reference: dict[str, Any]) -> Atoms:
 def _describe(row: dict[str, Any]) -> str:
     if row["potential"] is None or row["dft"] is None:
         return f"{row['name']}: {row['note']}" if row["note"] else row["name"]
-    if row["error_percent"] is not None and row["unit"] != "meV/A":
+    if row["error_percent"] is not None:
         return f"{row['name']} {row['error_percent']:+.1f}%"
     return f"{row['name']} {row['potential']:.3g} {row['unit']} (tolerance {row['tolerance']})"

@@ -17,6 +17,8 @@ from autopipe.errors import ConfigError
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 
+MIN_VACANCY_CELL = 8  # atoms: a vacancy in a smaller cell is mostly a different crystal
+
 
 def initial_structures(settings: dict[str, Any], elements: list[str], seed: int) -> list[dict[str, Any]]:
     """Starting structures as `atoms_to_dict` dicts: every frame of every file, then the generated ones.
@@ -73,8 +75,9 @@ def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Ato
 
 
 def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
-    """The ideal prototype cell, then `rattled` (Gaussian noise), `strained` (random strain) and `scaled`
-    (isotropic volume steps, lightly rattled so their forces carry information) copies."""
+    """The ideal prototype cell, then `rattled` (Gaussian noise), `strained` (random strain), `scaled`
+    (isotropic volume steps, lightly rattled so their forces carry information) and `vacancies` (one atom
+    removed from the cell repeated to at least 8 atoms, rattled) copies."""
     ideal = prototype_cell(gen)
     name = f"{gen.prototype}-{gen.formula}"
     rng = np.random.default_rng(seed)
@@ -94,7 +97,21 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         atoms.set_cell(atoms.cell.array * volume ** (1 / 3), scale_atoms=True)
         atoms.positions += rng.normal(0.0, gen.rattle_stdev / 2, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} scaled {copy} (V x {volume:.3f})"))
+    host = repeated_to(ideal, MIN_VACANCY_CELL)
+    for copy in range(1, gen.vacancies + 1):
+        atoms = host.copy()
+        del atoms[int(rng.integers(len(atoms)))]
+        atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
+        structures.append(_with_source(atoms, f"{name} vacancy {copy}"))
     return structures
+
+
+def repeated_to(atoms: Atoms, n_atoms: int) -> Atoms:
+    """`atoms` repeated along its shortest axes until it holds at least `n_atoms`."""
+    repeats = np.ones(3, dtype=int)
+    while len(atoms) * repeats.prod() < n_atoms:
+        repeats[int((atoms.cell.lengths() * repeats).argmin())] += 1
+    return atoms.repeat(repeats.tolist())
 
 
 def prototype_cell(gen: GeneratorSettings) -> Atoms:

@@ -52,7 +52,8 @@ def formula_symbols(formula: str) -> list[str]:
 
 class GeneratorSettings(BaseModel):
     """A crystal prototype plus perturbed copies: ideal, `rattled` x Gaussian noise, `strained` x random strain,
-    `scaled` x isotropic volume change (so the first potential sees E(V) on both sides of the minimum)."""
+    `scaled` x isotropic volume change (so the first potential sees E(V) on both sides of the minimum),
+    `vacancies` x a cell with one atom missing."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -73,6 +74,9 @@ class GeneratorSettings(BaseModel):
         0, description="copies scaled isotropically, volumes evenly spread over 1 +- max_volume_change"
     )
     max_volume_change: float = Field(0.1, gt=0, le=0.3, description="fraction of the ideal cell's volume")
+    vacancies: NonNegativeInt = Field(
+        0, description="rattled copies with one atom removed, in the cell repeated to at least 8 atoms"
+    )
 
     @field_validator("formula")
     @classmethod
@@ -93,9 +97,10 @@ class GeneratorSettings(BaseModel):
             )
         if self.c is not None and self.prototype not in NON_CUBIC:
             raise ValueError(f"c is only used for hcp and wurtzite, not {self.prototype}")
-        if not (self.include_ideal or self.rattled or self.strained or self.scaled):
+        if not (self.include_ideal or self.rattled or self.strained or self.scaled or self.vacancies):
             raise ValueError(
-                "include_ideal is false and rattled, strained and scaled are 0: no structure would be made"
+                "include_ideal is false and rattled, strained, scaled and vacancies are 0: no structure would "
+                "be made"
             )
         return self
 
