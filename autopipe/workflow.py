@@ -164,10 +164,11 @@ class WorkflowManager:
         """Run the stage that failed again (its cause fixed since): its failed tasks are submitted anew,
         everything that finished is kept. Recorded as `run.retried`, then the stage is entered."""
         stage, generation = _failed_stage(self.store.events())
+        kinds = STAGE_TASKS.get(stage, ())
         tasks = [
             key
             for key, task in self.run_state.tasks.items()
-            if task.status == "failed" and task.generation == generation and task.kind in STAGE_TASKS.get(stage, ())
+            if task.status == "failed" and task.generation == generation and task.kind in kinds
         ]
         reason = f"retrying {stage} of generation {generation}, which failed: {self.run_state.reason}"
         log.info(reason)
