@@ -30,6 +30,7 @@ from autopipe.config import SystemConfig, load_config
 from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
+from autopipe.executors import load_site, resources_text
 from autopipe.logs import log_to_console
 from autopipe.progress import show_progress
 from autopipe.project_reader import read_events
@@ -98,9 +99,13 @@ def main(
 def validate(
     input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="The input.yaml to check.")],
     workdir: WorkdirOption = None,
+    site: Annotated[str | None, typer.Option("--site", help="Also check this site and show its resources.")] = None,
 ) -> None:
-    """Check INPUT and show what a run would do; writes nothing."""
+    """Check INPUT (and with --site, the site against it) and show what a run would do; writes nothing."""
     config = load_config(input_file, workdir)
+    if site is not None:
+        qe_command = config.dft.command if config.dft.engine == "qe" else None
+        console.print(resources_text(load_site(site), qe_command, config.dft.timeout), soft_wrap=True)
     structures = initial_structures(
         config.structures.model_dump(mode="json"), config.elements, config.loop.seed
     )
