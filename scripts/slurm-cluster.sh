@@ -18,7 +18,10 @@ export SLURM_CONF=$CONF
 
 die() { echo "slurm-cluster: $*" >&2; exit 1; }
 
-alive() { [ -f "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+# A process that has exited but is not yet reaped (a zombie: its parent, init here, may be slow) counts as gone.
+running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+alive() { [ -f "$DIR/$1.pid" ] && running "$(cat "$DIR/$1.pid")"; }
 
 write_conf() {
   local host topology
@@ -103,24 +106,43 @@ stop_pid() {
   pid=$(cat "$DIR/$name.pid")
   kill "$pid"
   for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
+    running "$pid" || break
     sleep 0.1
   done
-  kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+  if running "$pid"; then kill -9 "$pid"; fi
   rm -f "$DIR/$name.pid"
+}
+
+# Processes of this cluster's jobs (and their slurmstepd) that outlived the queue: found by the SLURM_CONF
+# they inherited, never by name, so another cluster's or the user's own processes are left alone.
+job_processes() {
+  local proc
+  for proc in /proc/[0-9]*; do
+    tr '\0' '\n' < "$proc/environ" 2>/dev/null | grep -qx "SLURM_CONF=$CONF" || continue
+    if [ "$(cat "$proc/comm" 2>/dev/null)" = slurmstepd ] ||
+       tr '\0' '\n' < "$proc/environ" 2>/dev/null | grep -q '^SLURM_JOB_ID='; then
+      echo "${proc#/proc/}"
+    fi
+  done
 }
 
 stop() {
   if alive slurmctld; then
-    squeue -h -o %i 2>/dev/null | xargs -r scancel
-    for _ in $(seq 150); do  # jobs' processes end with their job: wait for the queue to drain
-      [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
+    for _ in $(seq 150); do  # cancel until the queue is empty: a job may submit another as it ends
+      jobs=$(squeue -h -o %i 2>/dev/null)
+      [ -z "$jobs" ] && break
+      echo "$jobs" | xargs -r scancel 2>/dev/null
       sleep 0.2
     done
   fi
   stop_pid slurmd
   stop_pid slurmctld
   stop_pid munged
+  leftovers=$(job_processes)
+  if [ -n "$leftovers" ]; then
+    echo "slurm-cluster: killing job processes left behind: $(echo $leftovers)" >&2
+    kill -9 $leftovers 2>/dev/null || true
+  fi
 }
 
 status() {

@@ -87,9 +87,15 @@ def wait_for(condition: Callable[[], object], process: subprocess.Popen, timeout
 
 
 def events(project: Path) -> list[tuple[str, dict]]:
+    """(kind, payload) of every event so far, read while a run may be writing; [] before the log exists."""
+    if not (project / "events.sqlite").exists():
+        return []
     with sqlite3.connect(f"file:{project / 'events.sqlite'}?mode=ro", uri=True) as conn:
-        return [(kind, json.loads(payload)) for kind, payload in
-                conn.execute("select kind, payload from events order by seq")]
+        try:
+            rows = conn.execute("select kind, payload from events order by seq").fetchall()
+        except sqlite3.OperationalError:  # created, its table not yet
+            return []
+    return [(kind, json.loads(payload)) for kind, payload in rows]
 
 
 def queue(*states: str) -> dict[str, str]:
@@ -183,3 +189,32 @@ def test_a_killed_driver_restarted_cancels_its_leftover_blocks(slurm_cluster, tm
     assert f"cancelled the slurm jobs left by an earlier driver: {' '.join(left)}" in (
         project / "logs" / "autopipe.log").read_text()
     assert not queue()
+
+
+def test_driver_job_resubmits_itself_at_the_allocations_end_and_the_run_resumes(slurm_cluster, tmp_path):
+    """examples/hpc/driver-job.sbatch: SLURM's end-of-walltime warning (SIGTERM to the batch script, here sent
+    with `scancel --batch --signal=TERM`) stops the driver, the job submits itself again, the run resumes."""
+    (tmp_path / "input.yaml").write_text(EMT_INPUT)
+    recipe = SITE_DIRS[0].parent / "examples" / "hpc" / "driver-job.sbatch"
+    submit = subprocess.run(["sbatch", "--parsable", f"--chdir={tmp_path}", str(recipe), "input.yaml", "local"],
+                            capture_output=True, text=True, check=True, env={**os.environ, "AUTOPIPE_VENV": sys.prefix})
+    first = submit.stdout.strip()
+    project = tmp_path / "emt_al"
+    deadline = time.monotonic() + 180
+    while not any(kind == "task.completed" and p["kind"] == "dft" for kind, p in events(project)):
+        assert time.monotonic() < deadline and first in queue(), "the driver job did not start labelling"
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--batch", "--signal=TERM", first], check=True)
+    while not any(kind == "run.finished" for kind, _ in events(project)):
+        assert time.monotonic() < deadline + 120, "the resubmitted driver did not finish the run"
+        time.sleep(0.5)
+
+    log = (tmp_path / f"mlip-driver-{first}.log").read_text()
+    assert "Interrupted" in log and "resubmitting" in log, log
+    kinds = [kind for kind, _ in events(project)]
+    assert kinds.count("run.started") == 1 and kinds.count("run.resumed") == 1
+    assert dict(events(project))["run.finished"]["outcome"] == "done"
+    assert each_label_once(project)
+    while queue():  # the second driver job ends by itself once the run is DONE: no third one
+        assert time.monotonic() < deadline + 180, f"driver jobs left in the queue: {queue()}"
+        time.sleep(0.5)
