@@ -37,6 +37,7 @@ training: {mode: linear, accuracy: fast, functions_per_element: 16}
 exploration: {temperatures: [600], steps: 100, check_interval: 10, gamma_select: 2.0, gamma_halt: 15.0}
 selection: {max_per_generation: 2}
 loop: {max_generations: 2, dft_budget: 30, seed: 3}
+assess: {enabled: false}  # assessed in test_assess.py / test_assess_qe.py
 """
 
 QE_INPUT = """
@@ -49,6 +50,7 @@ training: {{mode: linear, accuracy: fast, functions_per_element: 8, cutoff: 5.0}
 exploration: {{temperatures: [300], steps: 60, check_interval: 10, gamma_select: 2.0, gamma_halt: 20.0}}
 selection: {{max_per_generation: 1}}
 loop: {{max_generations: 1, dft_budget: 20, seed: 1}}
+assess: {{enabled: false}}
 """
 
 
