@@ -29,7 +29,7 @@ from autopipe.config import SystemConfig, load_config
 from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
-from autopipe.executors import load_site
+from autopipe.executors import load_site, resources_text
 from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
 from autopipe.preflight import check_before_run
@@ -106,9 +106,13 @@ def validate(
     site: SiteOption = "local",
     workdir: WorkdirOption = None,
 ) -> None:
-    """Check INPUT (and the site it would run on) and show what a run would do and cost; writes nothing."""
+    """Check INPUT and the site it would run on (resources per kind, impossible combinations, programs), and
+    show what a run would do and cost; writes nothing."""
     config = load_config(input_file, workdir)
-    structures = check_before_run(config, load_site(site))
+    site_config = load_site(site)
+    qe_command = config.dft.command if config.dft.engine == "qe" else None
+    console.print(resources_text(site_config, qe_command, config.dft.timeout), soft_wrap=True)
+    structures = check_before_run(config, site_config)
     console.print(_summary(config, structures))
     console.print(_cost(estimate(config, structures)))
     if config.dft.engine == "qe":

@@ -24,6 +24,7 @@ from parsl.app.app import python_app
 from autopipe.apps.process import interrupted
 from autopipe.errors import AutopipeError
 from autopipe.executors.lifeline import process_identity, watch
+from autopipe.executors.parsl_config import FAILED_TRIES
 
 RESULT_FILE = "result.json"
 log = logging.getLogger("autopipe")
@@ -62,6 +63,19 @@ def read_result(task_dir: Path) -> dict[str, Any] | None:
         log.warning("ignoring the damaged result file %s: the task runs again", path)
         return None
     return result
+
+
+def ran_on() -> dict[str, Any]:
+    """Where a task runs: the host and, inside a batch job, the scheduler's job id (for the event log)."""
+    job_id = os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID")
+    return {"host": socket.gethostname(), **({"job_id": job_id} if job_id else {})}
+
+
+def execution(future: Future, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Where the task's last try ran, how many tries Parsl made and why the earlier ones were lost
+    (a worker's node or batch job gone: `ManagerLost`). Parsl retries those itself (site `retries`)."""
+    record = getattr(future, "task_record", None) or {}
+    return {**outcome.get("ran_on", {}), "tries": record.get("try_id", 0) + 1, "lost": record.get(FAILED_TRIES, [])}
 
 
 def driver_identity() -> dict[str, Any]:
@@ -118,6 +132,7 @@ def _run_in(directory: Path, function: str, kwargs: dict[str, Any]) -> dict[str,
         # (the task runs again on resume), and no exception, which Parsl would answer with a retry on an
         # executor that is shutting down.
         return result
+    result["ran_on"] = ran_on()
     tmp = directory / (RESULT_FILE + ".tmp")
     with open(tmp, "w") as handle:
         json.dump(result, handle)

@@ -82,12 +82,14 @@ class TaskSubmitted(_TaskRef):
 class TaskCompleted(_TaskRef):
     result: dict[str, Any]
     wall_time: float
+    execution: dict[str, Any] = {}  # host, batch job id, Parsl's tries and why earlier tries were lost
 
 
 class TaskFailed(_TaskRef):
     failure_kind: str
     message: str
     attempts: list[dict[str, Any]] = []
+    execution: dict[str, Any] = {}
 
 
 class TaskRetried(_TaskRef):

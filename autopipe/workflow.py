@@ -25,7 +25,7 @@ from autopipe.apps.structures import atoms_to_dict
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
-from autopipe.dispatch import Dispatcher, read_result
+from autopipe.dispatch import Dispatcher, execution, read_result
 from autopipe.errors import AssessmentError, ConfigError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState, canonical_json, fold
 from autopipe.import_labels import Label, import_labels, read_labels
@@ -249,7 +249,7 @@ class WorkflowManager:
                     outcome = future.result()
                 except Exception as exc:  # noqa: BLE001 - an app bug or a lost worker fails the task, not the run
                     outcome = {"error": {"kind": type(exc).__name__, "message": str(exc)}, "wall_time": 0.0}
-                self._finish(kind, generation, spec, outcome)
+                self._finish(kind, generation, spec, {**outcome, "ran_on": execution(future, outcome)})
         return {spec["key"]: self._outcome(spec["key"]) for spec in specs}
 
     def _finish(self, kind: str, generation: int, spec: dict[str, Any], outcome: dict[str, Any]) -> None:
@@ -260,7 +260,8 @@ class WorkflowManager:
             spec["on_success"](value)
         if failure is None:
             result = _portable(_summary(value), self.project.root)
-            self.append("task.completed", {**base, "result": result, "wall_time": outcome["wall_time"]})
+            self.append("task.completed", {**base, "result": result, "wall_time": outcome["wall_time"],
+                                           "execution": outcome.get("ran_on", {})})
             return
         self.append(
             "task.failed",
@@ -269,6 +270,7 @@ class WorkflowManager:
                 "failure_kind": failure["kind"],
                 "message": failure["message"],
                 "attempts": (value or {}).get("attempts", []),
+                "execution": outcome.get("ran_on", {}),
             },
         )
         log.warning("%s %s failed (%s): %s", kind, spec["label"] or spec["key"], failure["kind"], failure["message"])
@@ -675,8 +677,9 @@ def _parsl(site: Any, project: Project) -> Iterator[None]:
     import parsl
 
     from autopipe.apps.process import stop_all
-    from autopipe.executors import build_parsl_config
+    from autopipe.executors import build_parsl_config, cancel_leftover_jobs
 
+    cancel_leftover_jobs(project.logs / "parsl")  # blocks a killed driver left queued or running
     dfk = parsl.load(build_parsl_config(site, project.logs / "parsl"))
     try:
         yield

@@ -6,8 +6,19 @@
 'local'
 """
 
+from .jobs import cancel_leftover_jobs
 from .loader import available_sites, load_site, parse_site
 from .parsl_config import build_parsl_config
+from .resources import resources_text
 from .schema import TASK_KINDS, SiteConfig
 
-__all__ = ["TASK_KINDS", "SiteConfig", "available_sites", "build_parsl_config", "load_site", "parse_site"]
+__all__ = [
+    "TASK_KINDS",
+    "SiteConfig",
+    "available_sites",
+    "build_parsl_config",
+    "cancel_leftover_jobs",
+    "load_site",
+    "parse_site",
+    "resources_text",
+]

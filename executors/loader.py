@@ -5,6 +5,7 @@ from pathlib import Path
 from autopipe.errors import ConfigError
 from autopipe.validation import Wording, load_model
 
+from .resources import site_problems
 from .schema import SiteConfig
 
 #: Where site names are looked up, first match wins: the repository's folder, then the copies in the package
@@ -37,8 +38,16 @@ def load_site(name_or_path: str | Path) -> SiteConfig:
 
 
 def parse_site(path: Path) -> SiteConfig:
-    """Validate one site YAML file."""
-    return load_model(Path(path), SiteConfig, SITE_WORDING)
+    """Validate one site YAML file: each key, then what the keys ask for together (`site_problems`)."""
+    site = load_model(Path(path), SiteConfig, SITE_WORDING)
+    problems = site_problems(site)
+    if problems:
+        raise ConfigError(
+            f"Invalid input in {path}:\n"
+            + "\n".join(f"  - {line}" for line in problems)
+            + f"\nEvery key is described in {SITE_WORDING.reference}."
+        )
+    return site
 
 
 def _locate(name_or_path: str) -> Path:

@@ -39,7 +39,9 @@ def _matching(pattern: str, allowed: str) -> AfterValidator:
 Label = Annotated[
     str, _matching(r"[A-Za-z][A-Za-z0-9_-]*", "a letter followed by letters, digits, '_' or '-'")
 ]
-Walltime = Annotated[str, _matching(r"\d+:[0-5]\d:[0-5]\d", "HH:MM:SS, e.g. '01:30:00'")]
+Walltime = Annotated[
+    str, _matching(r"(?!0+:00:00$)\d+:[0-5]\d:[0-5]\d", "HH:MM:SS above zero, e.g. '01:30:00'")
+]
 
 
 class Strict(BaseModel):
@@ -106,6 +108,9 @@ class BatchSettings(BlockSettings):
     account: str | None = None
     walltime: Walltime = "00:30:00"
     scheduler_options: str = Field("", description="extra #SBATCH / #PBS lines, verbatim")
+    poll_period: PositiveInt = Field(
+        60, description="seconds between queue polls: how soon a lost or ended block is noticed and replaced"
+    )
 
 
 class SlurmProviderConfig(BatchSettings):

@@ -54,15 +54,16 @@ def run_apps(site_name: str, run_dir: Path) -> tuple[set[int], list[int]]:
 
 
 def test_builtin_sites_are_listed_and_shipped_inside_the_package():
-    assert {"local", "threads", "perlmutter", "polaris"} <= set(available_sites())
+    assert {"local", "threads", "perlmutter", "polaris", "frontier", "slurm-generic", "pbs-generic",
+            "slurm-local"} <= set(available_sites())
     for path in PACKAGE_SITES.glob("*.yaml"):
         assert path.read_text() == (REPO_SITES / path.name).read_text(), (
             f"{path.name} differs from site-configs/"
         )
-    assert {"local.yaml", "threads.yaml"} <= {p.name for p in PACKAGE_SITES.glob("*.yaml")}
+    assert {p.name for p in PACKAGE_SITES.glob("*.yaml")} == {p.name for p in REPO_SITES.glob("*.yaml")}
 
 
-@pytest.mark.parametrize("name", ["local", "threads", "perlmutter", "polaris"])
+@pytest.mark.parametrize("name", available_sites())
 def test_every_shipped_site_builds_a_parsl_config(name, tmp_path):
     site = load_site(name)
     config = build_parsl_config(site, tmp_path / "runinfo")
@@ -163,7 +164,7 @@ def test_unknown_key_error_lists_the_allowed_keys(tmp_path):
 
 
 def test_unknown_site_name_lists_the_available_sites():
-    with pytest.raises(ConfigError, match=r"Unknown site 'nersc'\. Available sites: local, .*threads"):
+    with pytest.raises(ConfigError, match=r"Unknown site 'nersc'\. Available sites: frontier, local, .*threads"):
         load_site("nersc")
 
 

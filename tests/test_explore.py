@@ -231,6 +231,7 @@ def test_npt_walkers_change_the_cell_and_pressure_sets_its_direction(potential, 
     assert volumes[5.0] < volumes[-2.0]
     nvt = run_walker(fcc_cell(), *potential, settings(steps=50, gamma_select=1e3, gamma_halt=2e3), 300.0, 3,
                      str(tmp_path / "nvt"))
+    assert nvt["pressure"] is None
     assert gamma_log(tmp_path / "nvt")["volume_per_atom"].nunique() == 1  # NVT keeps the cell
 
 
