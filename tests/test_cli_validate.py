@@ -202,15 +202,15 @@ def test_quickstart_example_validates(tmp_path, monkeypatch):
 
 
 def test_validate_shows_the_dft_parameters_chosen_per_structure(tmp_path, monkeypatch):
-    """Al.pz-vbc is norm-conserving with no suggested cutoff: 30 Ry x 0.8 (fast), ecutrho 4x; k-spacing
-    0.4/A on the 4.05 A cubic cell gives 4x4x4 (docs/dft.md)."""
+    """Al.pz-vbc is norm-conserving with no suggested cutoff: 30 Ry x 0.8 (fast), ecutrho 4x; the quickstart's
+    k-spacing of 0.25/A on the 4.05 A cubic cell gives 7x7x7 (docs/dft.md)."""
     result = invoke(tmp_path, monkeypatch, "validate", str(QUICKSTART))
     assert result.exit_code == 0, result.output
     assert "DFT parameters chosen per starting structure" in result.stdout
     rows = [line for line in result.stdout.splitlines() if "fcc-Al" in line]
     assert len(rows) == 20  # 1 ideal, 8 rattled, 4 strained, 7 scaled
     assert all("24 / 96" in row and "mv 0.0275" in row for row in rows)
-    assert sum("4x4x4" in row for row in rows) >= 16  # the most compressed scaled copies get 5x5x5
+    assert sum("7x7x7" in row for row in rows) == 19  # the most expanded scaled copy gets 6x6x6
 
 
 def test_init_writes_an_input_that_validates_and_refuses_to_overwrite(tmp_path, monkeypatch):
