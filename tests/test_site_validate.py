@@ -9,7 +9,10 @@ from typer.testing import CliRunner
 from autopipe.cli import app
 from autopipe.executors import available_sites
 
-INPUT = "project: {name: demo}\nelements: [Al]\nstructures: {generator: {prototype: fcc}}\ndft: {engine: emt}\n"
+INPUT = (
+    "project: {name: demo}\nelements: [Al]\nstructures: {generator: {prototype: fcc}}\ndft: {engine: emt}\n"
+    "training: {accuracy: fast, functions_per_element: 16}\n"  # enough training atoms for the basis
+)
 
 DFT_PROVIDER = 'provider: {type: slurm, partition: cpu, cores_per_node: 32, walltime: "02:00:00", max_blocks: 4}'
 SITE = f"""\
