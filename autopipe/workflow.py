@@ -307,8 +307,9 @@ class WorkflowManager:
 
     def run_one(self, kind: str, generation: int, label: str, inputs: dict[str, Any], *,
                 paths: tuple[str, ...] = (), workdir_name: str | None = None) -> dict[str, Any]:
-        """Run a single keyed task of `inputs` (their `paths` keys name project files) and return its
-        recorded result; AssessmentError/RunError style failures are the caller's: a failed task raises."""
+        """Run (or reuse) the single task keyed by `inputs` and return its recorded result; `paths` name the
+        inputs that are project files (given to the app as absolute paths). Used by the assessment, so a
+        failed task raises AssessmentError with the task's failure kind."""
         key = task_key(kind, {**inputs, "generation": generation})
         task_dir = self.task_dir(generation, kind, key)
         kwargs = {**inputs, **{name: str(self.project.root / inputs[name]) for name in paths}}
