@@ -3,6 +3,8 @@
 The quickstart assesses in 16-atom cells to finish within minutes; this checks that its potential also holds
 on 32-atom frames at 600 K (the assessment issue's bar: MD force RMSE <= 100 meV/A). It assesses a copy of
 the demo's project, so the demo's own log is left as it was; references the demo computed are reused.
+A 32-atom label takes more than 10 min of pw.x here: the quickstart's dft.timeout of 600 s cuts it, and
+the recovery restarts it, so expect more than half an hour (docs/assessment.md, "Cost").
 
     scripts/demo.sh && .venv/bin/python benchmarks/assess_quickstart.py [--project examples/quickstart/al_quickstart]
 """
