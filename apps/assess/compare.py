@@ -128,12 +128,7 @@ def _evaluate(calc: Any, cells: list[Atoms]) -> props.Results:
 
 def _potential_eos(calc: Any, references: list[dict[str, Any]]) -> dict[str, Any]:
     """The potential's E(V) on DFT's volumes; {"failure": why} instead of a crash when it has no minimum."""
-    cells = []
-    for reference in references:
-        if reference["name"].startswith("eos/"):
-            atoms = atoms_from_dict(reference["structure"])
-            atoms.info["assess"] = reference["name"]
-            cells.append(atoms)
+    cells = [_named(reference) for reference in references if reference["name"].startswith("eos/")]
     try:
         return props.equation_of_state(_evaluate(calc, cells))
     except AssessmentError as err:

@@ -55,7 +55,7 @@ def md_check(
             rng=rng,
         )
         steps = settings["steps"]
-        keep = set(np.linspace(steps // 2, steps, settings["snapshots"] + 1, dtype=int)[1:].tolist())
+        keep = np.linspace(steps // 2, steps, settings["snapshots"] + 1, dtype=int)[1:].tolist()
         for step in range(1, steps + 1):
             dynamics.run(1)
             energy = atoms.get_potential_energy()
@@ -71,7 +71,7 @@ def md_check(
                 volumes.append(atoms.get_volume() / len(atoms))
             if step in keep:
                 frame = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-                frame.info["assess"] = f"md/{ensemble}/{len(keep & set(range(step)))}"
+                frame.info["assess"] = f"md/{ensemble}/{keep.index(step)}"
                 snapshots.append(frame)
         if not summary["stable"]:
             break
