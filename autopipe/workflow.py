@@ -612,11 +612,12 @@ def run_project(
 
 
 def assess_project(project_dir: Path, site_name: str, generation: int | None,
-                   settings: dict[str, Any] | None = None) -> dict[str, Any]:
+                   settings: dict[str, Any] | None = None, dft_timeout: float | None = None) -> dict[str, Any]:
     """Assess one generation's potential of an existing project (default: the newest) against fresh DFT.
 
-    `settings` replaces the run's `assess:` section (e.g. a larger MD-check cell). Reference labels the run
-    (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
+    `settings` replaces the run's `assess:` section (e.g. a larger MD-check cell); `dft_timeout` replaces
+    the run's `dft.timeout` (operational: no key changes) for cells larger than the run's. Reference labels
+    the run (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
     `assessment.finished` event with source "cli" and returned.
     """
     from autopipe.project_files import check_intact
@@ -639,6 +640,8 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
     stored = {**state.config, "project_dir": project.root}
     if settings is not None:
         stored["assess"] = settings
+    if dft_timeout is not None:
+        stored["dft"] = {**stored["dft"], "timeout": dft_timeout}
     config = _with_site_command(SystemConfig.model_validate(stored), site)
     with _session(config, site, (project.root / "input.yaml").read_text()) as (manager, store):
         manager.attach(store)

@@ -44,7 +44,9 @@ def watch(identity: dict[str, Any], on_death: Any, period: float, stop: threadin
 
 def interchange_command(driver: dict[str, Any]) -> list[str]:
     """The HTEX `interchange_launch_cmd` that starts Parsl's interchange through `main` below."""
-    return [sys.executable, "-m", "autopipe.executors.lifeline", str(driver["pid"]), repr(driver["started"])]
+    # -c, not -m: running the module as __main__ after its package imported it makes Python warn on stderr
+    return [sys.executable, "-c", "from autopipe.executors.lifeline import main; main()",
+            str(driver["pid"]), repr(driver["started"])]
 
 
 def main() -> None:
@@ -54,7 +56,3 @@ def main() -> None:
     watch(driver, lambda: os._exit(0), period=1.0)
     sys.argv = sys.argv[:1]
     runpy.run_module("parsl.executors.high_throughput.interchange", run_name="__main__", alter_sys=True)
-
-
-if __name__ == "__main__":
-    main()

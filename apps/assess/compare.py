@@ -293,7 +293,7 @@ def _md_rows(
                 "md_forces",
                 "force RMSE",
                 "meV/A",
-                0.0,
+                None,  # the error against DFT is the number itself: no DFT value to print beside it
                 errors["rmse"],
                 f"{tol.md_force_rmse_mev_a:g} meV/A",
                 errors["rmse"] <= tol.md_force_rmse_mev_a,
