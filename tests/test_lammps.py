@@ -15,9 +15,18 @@ from ase.io import write
 from jinja2 import UndefinedError
 
 from autopipe.apps.explore import read_candidates, run_walker
-from autopipe.apps.explore.lammps import _ENV, LammpsRunner, detect, engine_line, import_lammps, render_input
+from autopipe.apps.explore.lammps import (
+    _ENV,
+    LammpsRunner,
+    LammpsSetup,
+    detect,
+    engine_line,
+    import_lammps,
+    render_input,
+)
 from autopipe.apps.explore.settings import ExplorationSettings
 from autopipe.apps.structures import atoms_to_dict
+from autopipe.errors import ExplorationError
 from autopipe.events import EventStore
 
 MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
@@ -135,6 +144,32 @@ def test_nvt_walker_runs_in_lammps_and_reports_its_path(potential, tmp_path):
     assert result["max_gamma"] == pytest.approx(log["max_gamma"].max()) and result["max_gamma"] < 10
     assert read_candidates(result["candidates"]) == []
     json.dumps(result)
+
+
+@pytest.mark.parametrize("cell", ["cubic", "triclinic"])
+def test_the_first_frame_has_the_ase_engines_energy_and_gamma(potential, tmp_path, cell):
+    """Same structure, same potential: LAMMPS's rotated (lower-triangular) box changes nothing ACE sees."""
+    atoms = bulk("Al", "fcc", a=4.0, cubic=cell == "cubic").repeat(2 if cell == "cubic" else 3)
+    atoms.rattle(0.05, seed=1)
+    first = {}
+    for engine in ("ase", "lammps"):
+        opts = ExplorationSettings(engine=engine, steps=10, gamma_select=1e3, gamma_halt=2e3)
+        run_walker(atoms_to_dict(atoms), *potential, opts.model_dump(mode="json"), 300.0, 1, str(tmp_path / engine))
+        first[engine] = gamma_log(tmp_path / engine).iloc[0]
+    assert first["lammps"]["energy_per_atom"] == pytest.approx(first["ase"]["energy_per_atom"], abs=2e-6)
+    assert first["lammps"]["max_gamma"] == pytest.approx(first["ase"]["max_gamma"], rel=1e-4)
+    assert first["lammps"]["volume_per_atom"] == pytest.approx(first["ase"]["volume_per_atom"], rel=1e-4)
+
+
+def test_the_native_path_runs_the_sites_lmp_and_reports_its_error(potential, tmp_path):
+    """The wheel's own `lmp` program, handed the pace input as a site's ML-PACE build would be: it runs (with the
+    environment's lib/ on the loader path) and stops at the pair style it lacks, which the error names."""
+    runner = LammpsRunner(*potential, settings(steps=10))
+    runner.setup = LammpsSetup("pace", [str(Path(sys.executable).parent / "lmp")], "the wheel's lmp")
+    with pytest.raises(ExplorationError, match="failed before the MD started .*pace/extrapolation"):
+        runner.run(supercell(), 300.0, 1, str(tmp_path))
+    assert "pair_style      pace/extrapolation" in (tmp_path / "in.lammps").read_text()
+    assert (tmp_path / "log.lammps").is_file()
 
 
 def test_npt_walkers_change_the_cell_and_pressure_sets_its_direction(potential, tmp_path):
