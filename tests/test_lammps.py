@@ -146,6 +146,15 @@ def test_nvt_walker_runs_in_lammps_and_reports_its_path(potential, tmp_path):
     json.dumps(result)
 
 
+def test_a_run_lammps_stops_on_is_reported_as_exploded(potential, tmp_path):
+    opts = settings(steps=300, check_interval=5, timestep_fs=10.0, gamma_select=1e11, gamma_halt=1e12)
+
+    result = run_walker(supercell(), *potential, opts, 200_000.0, 3, str(tmp_path))
+
+    assert result["status"] == "exploded" and result["reason"].startswith("ERROR: Lost atoms")
+    assert 0 < result["steps_done"] < 300 and result["n_candidates"] == 0
+
+
 @pytest.mark.parametrize("cell", ["cubic", "triclinic"])
 def test_the_first_frame_has_the_ase_engines_energy_and_gamma(potential, tmp_path, cell):
     """Same structure, same potential: LAMMPS's rotated (lower-triangular) box changes nothing ACE sees."""

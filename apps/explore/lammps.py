@@ -312,7 +312,7 @@ class LammpsRunner:
                 lmp.command(run_line)
                 failure = None
             except Exception as err:  # noqa: BLE001 - the module raises a bare Exception with LAMMPS's message
-                failure = str(err)
+                failure = str(err).splitlines()[0]
             finally:
                 lmp.close()
         if callback.error is not None:
