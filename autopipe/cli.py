@@ -25,6 +25,7 @@ from typer.exceptions import TyperException
 
 from autopipe import report_console
 from autopipe.apps.dft import choose_parameters
+from autopipe.apps.explore.lammps import engine_line
 from autopipe.config import SystemConfig, load_config
 from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
@@ -113,7 +114,7 @@ def validate(
     qe_command = config.dft.command if config.dft.engine == "qe" else None
     console.print(resources_text(site_config, qe_command, config.dft.timeout), soft_wrap=True)
     structures = check_before_run(config, site_config)
-    console.print(_summary(config, structures))
+    console.print(_summary(config, structures, engine_line(config.exploration.engine, site_config.lammps_command)))
     console.print(_cost(estimate(config, structures)))
     if config.dft.engine == "qe":
         console.print(_dft_parameters(config, structures))
@@ -192,6 +193,45 @@ def assess(
         console.print(_assessment_table(verdict))
     if not verdict["usable"]:
         raise typer.Exit(NOT_USABLE)
+
+
+@app.command()
+def md(
+    project: Annotated[Path, typer.Argument(help="The project directory.")],
+    structure: Annotated[Path, typer.Option("--structure", help="Starting structure (any file ase.io.read reads).")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="MD steps.")],
+    temperature: Annotated[float, typer.Option("--temperature", min=0.001, help="Kelvin.")],
+    pressure: Annotated[
+        float | None, typer.Option("--pressure", help="GPa: NPT at this pressure (default: NVT).")
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="ase or lammps (default: the project's exploration.engine).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the velocities and the thermostat.")] = 0,
+    site: SiteOption = "local",
+) -> None:
+    """Production MD with PROJECT's newest potential, streaming the extrapolation grade; frames where it
+    extrapolates are kept in PROJECT/md/run_NNN/candidates.extxyz for a later run (docs/exploration.md)."""
+    from autopipe.md import run_md
+
+    if engine not in (None, "ase", "lammps"):
+        raise UsageError(f"--engine {engine!r}: choose ase or lammps.")
+    log_to_console(False, err_console)
+
+    def show(row: dict[str, float]) -> None:
+        console.print(f"step {row['step']:>8.0f}  max gamma {row['max_gamma']:>9.3g}  "
+                      f"T {row['temperature_K']:>7.1f} K  V {row['volume_per_atom']:.3f} A^3/atom")
+
+    result = run_md(project, structure, steps=steps, temperature=temperature, pressure=pressure, engine=engine,
+                    seed=seed, lammps_command=load_site(site).lammps_command, on_row=show)
+    how = "ASE" if result["engine"] == "ase" else f"LAMMPS ({result['path']}: {result['lammps']})"
+    console.print(
+        f"{result['status']} after {result['steps_done']} steps with the generation {result['generation']} "
+        f"potential, {how}; largest max gamma {_number(result['max_gamma'])}. "
+        f"{result['n_candidates']} extrapolative frames in {result['candidates']}"
+        + (f" ({result['reason']})" if result["reason"] else ""),
+        soft_wrap=True,
+    )
 
 
 def _assessment_table(verdict: dict[str, Any]) -> Table:
@@ -403,8 +443,9 @@ def _cost(estimate: Estimate) -> Table:
     return table
 
 
-def _summary(config: SystemConfig, structures: list[dict[str, Any]]) -> Table:
-    """What the run will do, as the user would check it before starting."""
+def _summary(config: SystemConfig, structures: list[dict[str, Any]], md_engine: str) -> Table:
+    """What the run will do, as the user would check it before starting; `md_engine` says which MD engine
+    (and, for LAMMPS, which path) the walkers would use on this machine."""
     formulas = Counter(Symbols(s["numbers"]).get_chemical_formula() for s in structures)
     dft = config.dft
     if dft.engine == "qe":
@@ -425,7 +466,8 @@ def _summary(config: SystemConfig, structures: list[dict[str, Any]]) -> Table:
         f"cutoff {config.training.cutoff} A",
         "Exploration": f"{exploration.steps} MD steps at "
         + ", ".join(f"{t:g}" for t in exploration.temperatures)
-        + f" K; select above gamma {exploration.gamma_select:g}, halt above {exploration.gamma_halt:g}",
+        + f" K; select above gamma {exploration.gamma_select:g}, halt above {exploration.gamma_halt:g}"
+        + f"\nMD engine: {md_engine}",
         "Selection": f"at most {config.selection.max_per_generation} per generation ({config.selection.method})",
         "Loop": f"at most {config.loop.max_generations} generations, {config.loop.dft_budget} DFT labels, "
         f"seed {config.loop.seed}",

@@ -104,8 +104,10 @@ def check_compatible(config: SystemConfig, store: EventStore) -> None:
 class WorkflowManager:
     """Runs (or resumes) one project to DONE or FAILED; the only writer of its event log."""
 
-    def __init__(self, config: SystemConfig, site_name: str, executor_for: dict[str, str], input_text: str):
+    def __init__(self, config: SystemConfig, site_name: str, executor_for: dict[str, str], input_text: str,
+                 lammps_command: str | None = None):
         self.config = config
+        self.lammps_command = lammps_command  # the site's, for exploration.engine lammps
         self.site_name = site_name
         self.project = Project(config.project_dir)
         self.input_text = input_text
@@ -424,6 +426,8 @@ class WorkflowManager:
                       "active_set": str(self.project.root / model["active_set"])}
             task_dir = self.task_dir(generation, "explore", f"walker_{round_}_{index:03d}")
             kwargs["workdir"] = str(task_dir / "md")
+            if self.config.exploration.engine == "lammps":  # an operational input: not part of the key
+                kwargs["lammps_command"] = self.lammps_command
             ensemble = "NVT" if walker["pressure"] is None else f"NPT {walker['pressure']:g} GPa"
             specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}",
                           "kwargs": kwargs, "task_dir": task_dir})
@@ -672,7 +676,7 @@ def _session(config: SystemConfig, site: Any, input_text: str) -> Iterator[tuple
     with run_lock(project.root), EventStore(project.events) as store:
         log_to_file(project.logs / "autopipe.log")
         executor_for = {kind: site.executor_for(kind) for kind in ("dft", "train", "md", "light")}
-        yield WorkflowManager(config, site.name, executor_for, input_text), store
+        yield WorkflowManager(config, site.name, executor_for, input_text, site.lammps_command), store
 
 
 @contextmanager

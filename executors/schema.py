@@ -197,6 +197,10 @@ class SiteConfig(Strict):
         default_factory=dict, description="extra environment for the DFT launcher, e.g. OMP_NUM_THREADS"
     )
     dft_command: str | None = Field(None, description="pw.x command line on this site, e.g. 'srun pw.x'")
+    lammps_command: str | None = Field(
+        None, description="LAMMPS for exploration.engine lammps, e.g. 'srun lmp' (its last word is the "
+        "program); None = 'lmp'"
+    )
 
     @field_validator("executors")
     @classmethod

@@ -1,8 +1,6 @@
 """EXPLORE: real Langevin walkers with a real (small, linear) ACE potential fitted to EMT aluminium."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,68 +8,12 @@ import pandas as pd
 import pytest
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from pyace import create_multispecies_basis_config
-from pyace.linearacefit import LinearACEDataset, LinearACEFit
 
 from autopipe.apps.explore import read_candidates, run_walker
 from autopipe.apps.explore.guards import explosion_reason
 from autopipe.apps.explore.settings import ExplorationSettings
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.errors import ExplorationError
-
-BASIS = {
-    "deltaSplineBins": 0.001,
-    "elements": ["Al"],
-    "embeddings": {"ALL": {"npot": "FinnisSinclairShiftedScaled", "fs_parameters": [1, 1], "ndensity": 1}},
-    "bonds": {"ALL": {"radbase": "SBessel", "radparameters": [5.25], "rcut": 5.0, "dcut": 0.01}},
-    "functions": {
-        "number_of_functions_per_element": 100,
-        "ALL": {"nradmax_by_orders": [15, 3, 2, 1], "lmax_by_orders": [0, 3, 2, 1]},
-    },
-}
-
-
-def emt_training_set(n_cells: int = 30) -> pd.DataFrame:
-    """4-atom fcc Al cells, strained up to 5 % and rattled up to 0.3 A, labelled with EMT."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n_cells):
-        atoms = bulk("Al", "fcc", a=4.05, cubic=True)
-        atoms.set_cell(atoms.cell @ (np.eye(3) + rng.uniform(-0.05, 0.05, (3, 3))), scale_atoms=True)
-        atoms.rattle(0.3 * rng.random(), seed=i)
-        atoms.calc = EMT()
-        energy = atoms.get_potential_energy()
-        rows.append(
-            {
-                "ase_atoms": atoms.copy(),
-                "energy": energy,
-                "energy_corrected": energy,
-                "forces": atoms.get_forces(),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="module")
-def potential(tmp_path_factory) -> tuple[str, str]:
-    """(potential.yaml, potential.asi): LinearACEFit on EMT cells plus the pace_activeset CLI."""
-    workdir = tmp_path_factory.mktemp("potential")
-    data = emt_training_set()
-    fit = LinearACEFit(train_dataset=LinearACEDataset(create_multispecies_basis_config(BASIS), data))
-    fit.fit()
-    fit.get_bbasis().to_BBasisConfiguration().save(str(workdir / "potential.yaml"))
-    data.to_pickle(workdir / "data.pkl.gzip", compression="gzip", protocol=4)
-    with open(workdir / "activeset.log", "w") as log:
-        subprocess.run(
-            [str(Path(sys.executable).parent / "pace_activeset"), "-d", "data.pkl.gzip", "potential.yaml"],
-            cwd=workdir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-            check=True,
-        )
-    return str(workdir / "potential.yaml"), str(workdir / "potential.asi")
 
 
 def settings(**changes) -> dict:

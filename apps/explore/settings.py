@@ -18,7 +18,9 @@ class ExplorationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    engine: Literal["ase"] = "ase"
+    engine: Literal["ase", "lammps"] = Field(
+        "ase", description="MD engine: ASE with pyace's calculator, or LAMMPS (docs/exploration.md)"
+    )
     temperatures: list[PositiveFloat] = Field(default_factory=lambda: [300.0], min_length=1)
     walkers_per_temperature: PositiveInt = 1
     ensembles: list[Literal["nvt", "npt"]] = Field(

@@ -44,7 +44,7 @@ def load_calculator(potential: str, active_set: str) -> PyACECalculator:
     return calc
 
 
-def _evaluate_start(atoms: Atoms, potential: str) -> None:
+def evaluate_start(atoms: Atoms, potential: str) -> None:
     """Evaluate the starting frame so unsupported elements fail as a setup error, not mid-run."""
     try:
         atoms.get_potential_energy()
@@ -64,8 +64,12 @@ def run_walker(
     seed: int,
     workdir: str,
     pressure: float | None = None,
+    lammps_command: str | None = None,
 ) -> dict[str, Any]:
     """Run one walker in `workdir` (NVT, or NPT at `pressure` GPa); return its status and its candidates.
+
+    With ``engine: lammps`` the walker runs in LAMMPS instead (`LammpsRunner`; `lammps_command` is the
+    site's), with the same files and result plus the path that ran.
 
     Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`) and
     ``gamma.csv`` (one row per check). ``status`` is "finished" (all steps ran), "halted" (gamma reached
@@ -73,13 +77,19 @@ def run_walker(
     """
     started = time.perf_counter()
     opts = ExplorationSettings.model_validate(settings)
+    if opts.engine == "lammps":
+        from .lammps import LammpsRunner  # imported here: that module builds on this one
+
+        return LammpsRunner(potential, active_set, settings, lammps_command).run(
+            structure, temperature, seed, workdir, pressure
+        )
     workdir_path = Path(workdir).resolve()
     workdir_path.mkdir(parents=True, exist_ok=True)
 
     calc = load_calculator(potential, active_set)
     atoms = atoms_from_dict(structure)
     atoms.calc = calc
-    _evaluate_start(atoms, potential)
+    evaluate_start(atoms, potential)
 
     dynamics = make_dynamics(
         atoms, timestep_fs=opts.timestep_fs, temperature=temperature, pressure_gpa=pressure,
@@ -88,7 +98,7 @@ def run_walker(
 
     pool = CandidatePool(opts.max_frames_per_walker)
     status, reason, max_gamma = "finished", None, None
-    with open(workdir_path / GAMMA_LOG, "w") as log:
+    with open(workdir_path / GAMMA_LOG, "w", buffering=1) as log:  # line by line, for `mlip-auto md`
         log.write("step,max_gamma,energy_per_atom,temperature_K,volume_per_atom\n")
         while True:
             step = dynamics.nsteps
@@ -131,4 +141,5 @@ def run_walker(
         "wall_time": time.perf_counter() - started,
         "temperature": float(temperature),
         "pressure": pressure,
+        "engine": "ase",
     }
