@@ -27,8 +27,9 @@ from autopipe.errors import RunError
 
 #: Per-atom arrays ase.db keeps in its own columns; any other array (e.g. ``force_mask``) goes to ``data``.
 NATIVE_ARRAYS = {"numbers", "positions", "initial_magmoms", "initial_charges", "masses", "tags", "momenta"}
-#: Key-value pairs copied into ``atoms.info`` by `get` and `export_extxyz`.
-INFO_KEYS = ("uuid", "config_type", "generation", "parent", "source")
+#: Key-value pairs copied into ``atoms.info`` by `get` and `export_extxyz`; ``energy_weight`` (0 for an
+#: embedded cell, whose energy must not train) only where the structure had one.
+INFO_KEYS = ("uuid", "config_type", "generation", "parent", "source", "energy_weight")
 #: Label entries that become calculator results; the rest of a label is provenance.
 RESULT_KEYS = ("energy", "forces", "stress")
 
@@ -61,6 +62,9 @@ class DatabaseManager:
     ) -> str:
         """Store a structure (no label yet) and return its uuid; an existing uuid is returned untouched.
 
+        Of ``atoms.info`` only ``uuid`` and ``energy_weight`` are kept; extra per-atom arrays (``force_mask``)
+        go to the row's data.
+
         The uuid is `uuid`, else ``atoms.info["uuid"]``, else a new random one. Give a deterministic one
         when the call may be replayed on resume.
         """
@@ -73,6 +77,8 @@ class DatabaseManager:
         named = {"uuid": key, "config_type": config_type, "source": source, "parent": parent}
         # An empty source/parent is left out: extxyz would write 'source=' and misread the rest of the line.
         pairs = _text_checked(**{name: value for name, value in named.items() if value})
+        if "energy_weight" in atoms.info:
+            pairs["energy_weight"] = float(atoms.info["energy_weight"])
         extra = {name: values for name, values in atoms.arrays.items() if name not in NATIVE_ARRAYS}
         bare = atoms.copy()
         bare.calc = None
@@ -165,7 +171,8 @@ class DatabaseManager:
         self, path: str | Path, labelled_only: bool = True, uuids: list[str] | None = None
     ) -> int:
         """Write structures as extended XYZ (energy/forces/stress as calculator results; info uuid,
-        config_type, generation; per-atom arrays such as ``force_mask``) and return how many were written.
+        config_type, generation, energy_weight; per-atom arrays such as ``force_mask``) and return how many
+        were written.
 
         `uuids` picks structures in that order; `labelled_only` drops those without a label. The file is
         replaced atomically, so a reader never sees half of it.

@@ -43,6 +43,10 @@ class ExplorationError(RunError):
     """Molecular dynamics with the current potential could not be run."""
 
 
+class SelectionError(RunError):
+    """Candidates could not be ranked or cut down for DFT (e.g. the potential or active set is missing)."""
+
+
 class AssessmentError(RunError):
     """The assessment could not be made (e.g. DFT itself has no minimum in the volume range); `kind` names why."""
 
