@@ -460,21 +460,34 @@ class WorkflowManager:
         ]
 
     def stage_select(self, generation: int) -> None:
-        """Pick the next generation's structures from the walkers' candidates, within the DFT budget."""
+        """Pick the next generation's structures from the walkers' candidates, within the DFT budget and
+        never one already labelled (the labelled structures go to the task as a file)."""
         exploration = self.run_state.explorations[generation]
         round_, files = exploration["round"], exploration["candidates"]
-        labels_done = len(self.run_state.labels_done())
-        limit = max(0, self.config.loop.dft_budget - labels_done)
+        model = self.run_state.models[generation]
+        labelled = sorted(r.label for r in self.run_state.labels_done())
+        limit = max(0, self.config.loop.dft_budget - len(labelled))
         gamma_select = AIMED_GAMMA_SELECT if round_ else self.config.exploration.gamma_select
         inputs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
-                  "gamma_select": gamma_select, "limit": limit}
+                  "gamma_select": gamma_select, "limit": limit, "potential": model["potential"],
+                  "active_set": model["active_set"], "labelled": labelled,
+                  "seed": self.config.loop.seed * 100_003 + generation * 1_009 + round_ * 101}
         key = task_key("select", {**inputs, "generation": generation})
-        kwargs = {**inputs, "candidate_files": [str(self.project.root / f) for f in files]}
         task_dir = self.task_dir(generation, "select", key)
+        task_dir.mkdir(parents=True, exist_ok=True)
+        self.db.export_extxyz(task_dir / "labelled.extxyz", uuids=labelled)
+        kwargs = {**inputs, "candidate_files": [str(self.project.root / f) for f in files],
+                  "potential": str(self.project.root / model["potential"]),
+                  "active_set": str(self.project.root / model["active_set"]),
+                  "labelled": str(task_dir / "labelled.extxyz")}
 
         def store(result: dict[str, Any]) -> None:
             config_type = "aimed" if round_ else "md"
-            uuids = self.add_structures(result["selected"], key, generation=generation + 1, config_type=config_type)
+            whole = [s for s in result["selected"] if not s["info"]["embedded"]]
+            cut = [s for s in result["selected"] if s["info"]["embedded"]]
+            uuids = self.add_structures(whole, key, generation=generation + 1, config_type=config_type)
+            uuids += self.add_structures(cut, f"{key}/embedded", generation=generation + 1,
+                                         config_type="embedded")
             if self.run_state.selections.get(generation, {}).get("round", -1) != round_:
                 self.append("selection.made", {"generation": generation, "uuids": uuids, "round": round_,
                                                "n_candidates": result["n_candidates"]})
@@ -487,7 +500,7 @@ class WorkflowManager:
             return
         n_selected = len(self.run_state.selections[generation]["uuids"])
         self.enter(self.machine.selection_finished(SelectOutcome(
-            n_selected=n_selected, labels_done=labels_done, dft_budget=self.config.loop.dft_budget,
+            n_selected=n_selected, labels_done=len(labelled), dft_budget=self.config.loop.dft_budget,
             max_generations=self.config.loop.max_generations, assess=self.config.assess.enabled)))
 
     def stage_assess(self, generation: int) -> None:

@@ -1,5 +1,8 @@
-"""SELECT: choose the most informative uncertain frames from the exploration walkers for DFT."""
+"""SELECT: choose diverse, informative uncertain frames for DFT and cut large MD cells down to what DFT affords."""
 
-from .selection import select_candidates
+from .doptimal import load_basis
+from .embedding import embed
+from .ranking import Candidate, Pick
+from .selection import choose, load_candidates, select_candidates
 
-__all__ = ["select_candidates"]
+__all__ = ["Candidate", "Pick", "choose", "embed", "load_basis", "load_candidates", "select_candidates"]
