@@ -83,7 +83,8 @@ def emt_training_set(n_cells: int = 30) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def potential(tmp_path_factory) -> tuple[str, str]:
     """(potential.yaml, potential.asi) of aluminium: LinearACEFit on EMT cells plus the pace_activeset CLI; the
-    MD engines' tests (test_explore.py, test_lammps.py) share it."""
+    MD engines' tests (test_explore.py, test_lammps.py) and SELECT's (test_select.py, test_embedding.py)
+    share it."""
     workdir = tmp_path_factory.mktemp("potential")
     data = emt_training_set()
     fit = LinearACEFit(train_dataset=LinearACEDataset(create_multispecies_basis_config(BASIS), data))
