@@ -474,12 +474,12 @@ class WorkflowManager:
                   "seed": self.config.loop.seed * 100_003 + generation * 1_009 + round_ * 101}
         key = task_key("select", {**inputs, "generation": generation})
         task_dir = self.task_dir(generation, "select", key)
-        task_dir.mkdir(parents=True, exist_ok=True)
-        self.db.export_extxyz(task_dir / "labelled.extxyz", uuids=labelled)
+        known = self.task_dir(generation, "select", f"{key}.labelled.extxyz")  # beside it: a task starts clean
+        known.parent.mkdir(parents=True, exist_ok=True)
+        self.db.export_extxyz(known, uuids=labelled)
         kwargs = {**inputs, "candidate_files": [str(self.project.root / f) for f in files],
                   "potential": str(self.project.root / model["potential"]),
-                  "active_set": str(self.project.root / model["active_set"]),
-                  "labelled": str(task_dir / "labelled.extxyz")}
+                  "active_set": str(self.project.root / model["active_set"]), "labelled": str(known)}
 
         def store(result: dict[str, Any]) -> None:
             config_type = "aimed" if round_ else "md"
