@@ -57,7 +57,6 @@ class Batch:
         nearest = distances(fingerprints, labelled)
         self.nearest = nearest.min(axis=1) if labelled.size else np.full(len(candidates), np.inf)
         self.picks: list[Pick] = []
-        self.taken: set[int] = set()
 
     def is_duplicate(self, index: int) -> bool:
         """Too close to a labelled or picked structure, or a few MD steps from a picked frame of its walker."""
@@ -73,7 +72,6 @@ class Batch:
         if np.isfinite(self.nearest[index]):
             why = {**why, "nearest_distance": round(float(self.nearest[index]), 6)}
         self.picks.append(Pick(self.candidates[index], len(self.picks) + 1, why))
-        self.taken.add(index)
         self.nearest = np.minimum(
             self.nearest, distances(self.fingerprints, self.fingerprints[[index]])[:, 0]
         )
