@@ -6,6 +6,9 @@ export and the trainer's dataset; one such cell goes through the real pw.x.
 """
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +27,7 @@ from autopipe.apps.structures import atoms_to_dict
 from autopipe.apps.train.dataset import read_dataset
 from autopipe.database import DatabaseManager
 from autopipe.errors import SelectionError
+from autopipe.events import EventStore
 
 CORE, BUFFER, MIN_DISTANCE = 3.0, 2.0, 0.75
 
@@ -163,3 +167,47 @@ def test_an_embedded_cell_is_labelled_by_real_pw_x(tmp_path):
     forces = np.array(result["forces"])
     assert forces.shape == (len(cube), 3) and np.all(np.isfinite(forces))
     through_database(cube, result, tmp_path)
+
+
+LARGE_CELLS = """
+project: {name: emt_al_large}
+elements: [Al]
+structures:
+  generator: {prototype: fcc, cubic: true, supercell: [3, 3, 3], rattled: 2, strained: 1}
+dft: {engine: emt}
+training: {mode: linear, accuracy: fast, functions_per_element: 16}
+exploration: {temperatures: [900], ensembles: [nvt], steps: 60, check_interval: 10, gamma_select: 1.2,
+              gamma_halt: 50.0}
+selection: {max_per_generation: 2, embed_core_radius: 3.0, embed_buffer: 2.0}
+loop: {max_generations: 2, dft_budget: 20, seed: 1}
+assess: {enabled: false}
+"""
+
+
+def test_the_loop_labels_and_trains_on_cells_cut_from_large_md_frames(tmp_path):
+    """108-atom MD cells are cut to 10 A cubes; the loop labels them (EMT) and trains generation 1 on them.
+    About 20 s."""
+    (tmp_path / "input.yaml").write_text(LARGE_CELLS)
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "mlip-auto"),
+            "run",
+            str(tmp_path / "input.yaml"),
+            "--site",
+            "threads",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    db = DatabaseManager(tmp_path / "emt_al_large" / "structures.db")
+    rows = db.structures(config_type="embedded")
+    assert rows and all(row.labelled and row.energy_weight == 0.0 for row in rows)
+    cells = [db.get(row.uuid) for row in rows]
+    assert all(len(c) < 108 and 0 < c.arrays["force_mask"].sum() < len(c) for c in cells)
+    with EventStore.open_existing(tmp_path / "emt_al_large" / "events.sqlite") as store:
+        trained = [e.payload for e in store.events() if e.kind == "model.trained"]
+    assert trained[-1]["generation"] == 1
+    assert trained[-1]["metrics"]["by_config_type"]["embedded"]["force_rmse_mev_a"] is not None
