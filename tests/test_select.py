@@ -207,6 +207,10 @@ def test_no_candidates_gives_an_empty_selection(potential, tmp_path):
 def test_missing_inputs_and_bad_settings_are_named_errors(potential, tmp_path):
     with pytest.raises(ExplorationError, match="nowhere.extxyz' of an exploration walker does not exist"):
         select([str(tmp_path / "nowhere.extxyz")], potential, tmp_path)
+    bare = frame(cell(), 0, 9.0)
+    del bare.info["walker_seed"], bare.arrays["gamma"]
+    with pytest.raises(ExplorationError, match="lacks walker_seed, the per-atom gamma array"):
+        select([walker_file(tmp_path / "bare", [bare])], potential, tmp_path)
     files = [walker_file(tmp_path / "w", [frame(cell(), 0, 9.0)])]
     with pytest.raises(
         SelectionError, match="potential '.*missing.yaml' needed for selection does not exist"

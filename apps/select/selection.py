@@ -21,6 +21,8 @@ from .ranking import Batch, Candidate, Pick, at_random, by_max_gamma, by_maxvol
 from .settings import SelectionSettings
 
 SELECTED_FILE = "selected.extxyz"
+#: What a walker writes into each candidate frame's info, beside the per-atom ``gamma`` array.
+FRAME_INFO = ("max_gamma", "step", "temperature", "walker_seed")
 
 
 def load_candidates(candidate_files: list[str]) -> list[Candidate]:
@@ -30,10 +32,13 @@ def load_candidates(candidate_files: list[str]) -> list[Candidate]:
         if not Path(path).is_file():
             raise ExplorationError(f"The candidates file '{path}' of an exploration walker does not exist.")
         for frame in read_candidates(path):
-            if "max_gamma" not in frame.info or "step" not in frame.info or "gamma" not in frame.arrays:
+            missing = [k for k in FRAME_INFO if k not in frame.info]
+            if "gamma" not in frame.arrays:
+                missing.append("the per-atom gamma array")
+            if missing:
                 raise ExplorationError(
-                    f"A frame in '{path}' lacks info 'max_gamma' or 'step' or the array 'gamma'; candidates "
-                    "files must be written by run_walker."
+                    f"A frame in '{path}' lacks {', '.join(missing)}; candidates files must be written by "
+                    "run_walker (explore.candidates.candidate_frame)."
                 )
             walker = str(Path(path).resolve())
             candidates.append(Candidate(frame, walker, frame.info["step"], frame.info["max_gamma"]))
