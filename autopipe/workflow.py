@@ -468,7 +468,10 @@ class WorkflowManager:
         labelled = sorted(r.label for r in self.run_state.labels_done())
         limit = max(0, self.config.loop.dft_budget - len(labelled))
         gamma_select = AIMED_GAMMA_SELECT if round_ else self.config.exploration.gamma_select
-        inputs = {"candidate_files": files, "settings": self.config.selection.model_dump(mode="json"),
+        settings = self.config.selection.model_dump(mode="json")
+        if round_ and settings["method"] == "d_optimal":  # D-optimality would skip frames the active set
+            settings["method"] = "max_gamma"              # spans, which is where the assessment found errors
+        inputs = {"candidate_files": files, "settings": settings,
                   "gamma_select": gamma_select, "limit": limit, "potential": model["potential"],
                   "active_set": model["active_set"], "labelled": labelled,
                   "seed": self.config.loop.seed * 100_003 + generation * 1_009 + round_ * 101}
