@@ -98,6 +98,9 @@ def test_embedding_is_deterministic_and_refuses_a_frame_smaller_than_the_cube(cu
     again = embed(frame, centre, CORE, BUFFER, MIN_DISTANCE)
     assert np.array_equal(again.positions, cube.positions) and again.info == cube.info
     assert embed(md_frame(repeat=2), 3, CORE, BUFFER, MIN_DISTANCE) is None  # 8.1 A cell, 10 A cube
+    slab = frame.copy()
+    slab.pbc = [True, True, False]
+    assert embed(slab, centre, CORE, BUFFER, MIN_DISTANCE) is None  # not periodic: labelled whole
     with pytest.raises(SelectionError, match="buffer is too thin"):  # second-shell core atoms 0.7 A apart
         embed(md_frame(rattle=0.01), 0, 4.1, 0.3, MIN_DISTANCE)
 

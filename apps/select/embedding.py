@@ -13,6 +13,8 @@ from the cube's faces. The cell's energy includes the artificial boundary, so it
 (per-atom `force_mask` True on the core, False on the buffer).
 """
 
+from itertools import product
+
 import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
@@ -26,19 +28,17 @@ OWN_ARRAYS = ("numbers", "positions", "force_mask")
 
 def embed(atoms: Atoms, centre: int, core_radius: float, buffer: float, min_distance: float) -> Atoms | None:
     """The periodic cube around atom `centre` of the periodic frame `atoms`, or None when the frame is not
-    larger than that cube (an atom would appear twice: label the frame whole instead).
+    larger than that cube (an atom would appear twice) or not periodic in all three directions: label the
+    frame whole instead.
 
     Atoms are ordered centre first, then by distance from it; info gets ``energy_weight`` 0, ``embedded_centre``
     (the centre's index in the frame), ``core_radius``, ``buffer``, ``n_core`` and ``n_dropped`` besides the
     frame's own info.
     """
     side = 2.0 * (core_radius + buffer)
-    first, neighbours, vectors = neighbor_list("ijD", atoms, side / 2.0 * np.sqrt(3.0))
-    mine = first == centre
-    index = np.concatenate([[centre], neighbours[mine]])
-    offset = np.concatenate([np.zeros((1, 3)), vectors[mine]])
-    inside = np.all((offset >= -side / 2.0) & (offset < side / 2.0), axis=1)
-    index, offset = index[inside], offset[inside]
+    if not atoms.pbc.all():
+        return None
+    index, offset = _in_cube(atoms, centre, side / 2.0)
     if len(np.unique(index)) < len(index):
         return None
     radius = np.linalg.norm(offset, axis=1)
@@ -62,6 +62,20 @@ def embed(atoms: Atoms, centre: int, core_radius: float, buffer: float, min_dist
         "n_dropped": int((~keep).sum()),
     }
     return cube
+
+
+def _in_cube(atoms: Atoms, centre: int, half: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every atom (periodic images included) whose displacement from `centre` lies in [-half, half)^3, and
+    that displacement. Only the images that can reach the cube are tried, so a large frame costs little."""
+    cell = atoms.cell.array
+    direct = atoms.positions - atoms.positions[centre]
+    nearest = -np.round(np.linalg.solve(cell.T, direct.T).T)  # lattice steps to the nearest image
+    widths = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    reach = np.ceil(half * np.sqrt(3.0) / widths + 0.5).astype(int)
+    shifts = np.array(list(product(*(range(-r, r + 1) for r in reach))), dtype=float)
+    offsets = direct[None, :, :] + (nearest[None, :, :] + shifts[:, None, :]) @ cell
+    image, index = np.nonzero(np.all((offsets >= -half) & (offsets < half), axis=2))
+    return index, offsets[image, index]
 
 
 def _without_close_images(
