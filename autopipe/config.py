@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     PositiveInt,
     field_validator,
     model_validator,
@@ -73,6 +74,11 @@ class LoopSettings(BaseModel):
         200, description="most successful DFT labels in the whole run, the starting structures' included"
     )
     seed: int = Field(0, ge=0, lt=2**32, description="seed of every random choice (structures, MD)")
+    target_force_rmse: PositiveFloat | None = Field(
+        None,
+        description="meV/A; the loop stops once a potential's validation force RMSE is at or below it "
+        "(None: no target)",
+    )
 
 
 class MinimalConfig(BaseModel):
@@ -117,6 +123,16 @@ class MinimalConfig(BaseModel):
             )
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _target_needs_validation(self) -> "MinimalConfig":
+        if self.loop.target_force_rmse is not None and self.training.test_fraction == 0:
+            raise ValueError(
+                f"loop.target_force_rmse is {self.loop.target_force_rmse:g} meV/A but training.test_fraction "
+                "is 0, so there is no validation set to measure it on; set test_fraction > 0 (e.g. 0.1) or "
+                "drop the target"
+            )
         return self
 
 

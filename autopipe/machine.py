@@ -4,6 +4,10 @@ The workflow reports what a stage produced; the machine applies the table's guar
 with the `StateEntered` payload (state, generation, reason) for the workflow to append. Since the log
 holds those events, `fold` restores state and generation and `LoopMachine.from_run_state` carries on.
 
+SELECT's guards are the stopping rules, checked in the table's order: the validation target
+(`loop.target_force_rmse`), the DFT budget, the generation limit, and "nothing uncertain", which counts
+only when every walker of the configured schedule ran to its last step (`SelectOutcome.exploration_gaps`).
+
 Generations: generation 0 holds the initial structures, their labels and the first potential; SELECT
 of generation g moves to DFT of generation g + 1. `max_generations` counts potentials trained, so with
 max_generations=2 the SELECT of generation 1 ends the run.
@@ -31,7 +35,7 @@ TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("too_many_failures", "DFT",     "FAILED",  (),                                        None),
     ("model_trained",     "TRAIN",   "EXPLORE", (),                                        None),
     ("explored",          "EXPLORE", "SELECT",  (),                                        None),
-    ("next_generation",   "SELECT",  "DFT",     ("dft_budget_left", "generations_left",
+    ("next_generation",   "SELECT",  "DFT",     ("target_not_met", "dft_budget_left", "generations_left",
                                                  "candidates_selected"),                   "new_generation"),
     ("assess",            "SELECT",  "ASSESS",  ("assessment_enabled",),                   None),
     ("finish",            "SELECT",  "DONE",    (),                                        None),
@@ -44,9 +48,10 @@ TABLE: list[tuple[str, str, str, tuple[str, ...], str | None]] = [
     ("retry",             "FAILED",  "=",       (),                                        None),
 ]  # fmt: skip
 
-#: The reason recorded when a guard does not hold.
+#: The reason recorded when a guard does not hold (SELECT's guards add their numbers: `_select_reason`).
 GUARD_FAILED: dict[str, str] = {
     "failures_tolerated": "too many failed DFT labels",
+    "target_not_met": "validation target met",
     "candidates_selected": "no uncertain configurations",
     "generations_left": "generation limit reached",
     "dft_budget_left": "DFT budget exhausted",
@@ -76,6 +81,11 @@ class SelectOutcome:
     dft_budget: int | None  # most labels the run may compute; None = no limit
     max_generations: int  # potentials to train
     assess: bool = True  # whether ASSESS follows the loop's end (assess.enabled)
+    n_candidates: int = 0  # frames at or above gamma_select that the walkers kept
+    exploration_gaps: str = ""  # why the exploration fell short of the configured schedule; "" = it did not
+    validation_force_rmse: float | None = None  # meV/A: this generation's potential on its validation set
+    target_force_rmse: float | None = None  # loop.target_force_rmse; None = no target
+    aimed: bool = False  # the exploration was aimed at a failed assessment, whose verdict outranks the target
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,24 @@ class AssessOutcome:
     max_generations: int
 
 
+def _select_reason(guard: str, outcome: SelectOutcome) -> str:
+    """Why SELECT ends the loop, with the numbers behind it. "No uncertain configurations" is claimed only
+    after the whole configured exploration ran: a walker that exploded, failed or halted early explored
+    less, so finding nothing then is reported as an incomplete exploration instead."""
+    if guard == "target_not_met":
+        return (
+            f"{GUARD_FAILED[guard]}: validation force RMSE {outcome.validation_force_rmse:.1f} meV/A <= "
+            f"loop.target_force_rmse {outcome.target_force_rmse:g} meV/A"
+        )
+    if guard != "candidates_selected":
+        return GUARD_FAILED[guard]
+    if outcome.exploration_gaps:
+        return f"exploration incomplete, nothing selected: {outcome.exploration_gaps}"
+    if outcome.n_candidates:
+        return f"no new configurations: none of the {outcome.n_candidates} candidates was selected"
+    return f"{GUARD_FAILED[guard]}: the full exploration schedule found nothing above gamma_select"
+
+
 class _Loop:
     """The model `transitions` drives: it holds state and generation, and its methods are the guards."""
 
@@ -101,6 +129,11 @@ class _Loop:
 
     def failures_tolerated(self, outcome: LabelOutcome) -> bool:
         return outcome.n_failed <= outcome.max_failed_fraction * (outcome.n_done + outcome.n_failed)
+
+    def target_not_met(self, outcome: SelectOutcome) -> bool:
+        if outcome.aimed or outcome.target_force_rmse is None or outcome.validation_force_rmse is None:
+            return True
+        return outcome.validation_force_rmse > outcome.target_force_rmse
 
     def candidates_selected(self, outcome: SelectOutcome) -> bool:
         return outcome.n_selected > 0
@@ -199,7 +232,7 @@ class LoopMachine:
         of the first guard that failed."""
         if self._fire("next_generation", outcome):
             return self.entered(f"{outcome.n_selected} configurations selected")
-        reason = self._first_failed("next_generation", outcome)
+        reason = _select_reason(self._first_failed("next_generation", outcome), outcome)
         if not self._fire("assess", outcome):
             self._fire("finish")
         return self.entered(reason)
@@ -211,12 +244,13 @@ class LoopMachine:
             return self.entered(f"usable: {outcome.reason}")
         if self._fire("aim", outcome):
             return self.entered(f"not usable yet ({outcome.reason}): exploring aimed at it")
-        limit = self._first_failed("aim", outcome)
+        limit = GUARD_FAILED[self._first_failed("aim", outcome)]
         self._fire("not_usable")
         return self.entered(f"not usable ({outcome.reason}); {limit}")
 
     def _first_failed(self, trigger: str, outcome: object) -> str:
-        return next(GUARD_FAILED[guard] for guard in _GUARDS[trigger] if not getattr(self._loop, guard)(outcome))
+        """The name of the first guard of `trigger` that does not hold."""
+        return next(guard for guard in _GUARDS[trigger] if not getattr(self._loop, guard)(outcome))
 
     def fail(self, reason: str) -> StateEntered:
         self._fire("fail")

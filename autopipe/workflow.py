@@ -502,9 +502,39 @@ class WorkflowManager:
             self.enter(self.machine.fail(f"selection failed: {outcome['message']}"))
             return
         n_selected = len(self.run_state.selections[generation]["uuids"])
-        self.enter(self.machine.selection_finished(SelectOutcome(
-            n_selected=n_selected, labels_done=len(labelled), dft_budget=self.config.loop.dft_budget,
-            max_generations=self.config.loop.max_generations, assess=self.config.assess.enabled)))
+        self.enter(self.machine.selection_finished(self.select_outcome(generation, n_selected, len(labelled))))
+
+    def select_outcome(self, generation: int, n_selected: int, labels_done: int) -> SelectOutcome:
+        """What SELECT's stopping rules need: the limits, the validation target and this generation's
+        validation force RMSE, and how far the exploration fell short of the configured schedule."""
+        exploration = self.run_state.explorations[generation]
+        validation = self.run_state.models[generation]["metrics"]["validation"]
+        return SelectOutcome(
+            n_selected=n_selected, labels_done=labels_done, dft_budget=self.config.loop.dft_budget,
+            max_generations=self.config.loop.max_generations, assess=self.config.assess.enabled,
+            n_candidates=exploration["n_candidates"], exploration_gaps=self.exploration_gaps(generation),
+            validation_force_rmse=validation["force_rmse_mev_a"],
+            target_force_rmse=self.config.loop.target_force_rmse, aimed=exploration["round"] > 0)
+
+    def exploration_gaps(self, generation: int) -> str:
+        """Why the generation's exploration covered less than the configured schedule ("" if it did not):
+        an aimed round, or walkers that failed, exploded (that frame is dropped) or halted before their last
+        step. Only a full exploration that finds nothing may end the loop as "no uncertain configurations"."""
+        exploration = self.run_state.explorations[generation]
+        if exploration["round"]:
+            return f"round {exploration['round']} was aimed at a failed assessment, not the configured schedule"
+        files = set(exploration["candidates"])
+        walkers = [task.result or {} for task in self.run_state.tasks.values()
+                   if task.kind == "explore" and task.generation == generation and task.status == "completed"
+                   and (task.result or {}).get("candidates") in files]
+        total = exploration["n_walkers"]
+        gaps = [f"{total - len(walkers)} of {total} walkers failed"] if len(walkers) < total else []
+        for status in ("exploded", "halted"):
+            stopped = [w for w in walkers if w.get("status") == status]
+            if stopped:
+                why = f" ({stopped[0]['reason']})" if stopped[0].get("reason") else ""
+                gaps.append(f"{len(stopped)} of {total} walkers {status}{why}")
+        return "; ".join(gaps)
 
     def stage_assess(self, generation: int) -> None:
         """The potential against fresh DFT; DONE when usable, else EXPLORE aimed at what failed, or DONE

@@ -1,5 +1,7 @@
 """The loop's state machine: every transition and guard, the DONE reasons, FAILED, and replay from the log."""
 
+from dataclasses import replace
+
 import pytest
 
 from autopipe.errors import RunError
@@ -17,8 +19,11 @@ from autopipe.machine import (
 GOOD_LABELS = LabelOutcome(n_done=10, n_failed=0, max_failed_fraction=0.5)
 
 
-def select(n_selected=3, labels_done=10, dft_budget=None, max_generations=5, assess=False):
-    return SelectOutcome(n_selected, labels_done, dft_budget, max_generations, assess)
+NOTHING_UNCERTAIN = "no uncertain configurations: the full exploration schedule found nothing above gamma_select"
+
+
+def select(n_selected=3, labels_done=10, dft_budget=None, max_generations=5, assess=False, **rules):
+    return SelectOutcome(n_selected, labels_done, dft_budget, max_generations, assess, **rules)
 
 
 def verdict(usable, rounds_used=1, max_rounds=2, labels_done=10, dft_budget=None, max_generations=5):
@@ -77,7 +82,7 @@ def test_max_generations_counts_trained_potentials(max_generations):
 @pytest.mark.parametrize(
     ("outcome", "reason"),
     [
-        (select(n_selected=0), "no uncertain configurations"),
+        (select(n_selected=0), NOTHING_UNCERTAIN),
         (
             select(n_selected=0, max_generations=1, labels_done=50, dft_budget=50),
             "DFT budget exhausted",
@@ -97,6 +102,42 @@ def test_select_ends_the_run_with_the_first_guard_that_fails(outcome, reason):
 @pytest.mark.parametrize("outcome", [select(labels_done=49, dft_budget=50), select(dft_budget=None)])
 def test_select_goes_on_while_budget_is_left(outcome):
     assert LoopMachine("SELECT", generation=2).selection_finished(outcome).state == "DFT"
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "reason"),
+    [
+        (select(validation_force_rmse=14.96, target_force_rmse=15), "ASSESS",
+         "validation target met: validation force RMSE 15.0 meV/A <= loop.target_force_rmse 15 meV/A"),
+        (select(validation_force_rmse=15.0, target_force_rmse=15, labels_done=60, dft_budget=60), "ASSESS",
+         "validation target met: validation force RMSE 15.0 meV/A <= loop.target_force_rmse 15 meV/A"),
+        (select(validation_force_rmse=15.1, target_force_rmse=15), "DFT", "3 configurations selected"),
+        (select(validation_force_rmse=None, target_force_rmse=15), "DFT", "3 configurations selected"),
+        (select(validation_force_rmse=3.0, target_force_rmse=None), "DFT", "3 configurations selected"),
+        (select(validation_force_rmse=3.0, target_force_rmse=15, aimed=True), "DFT", "3 configurations selected"),
+    ],
+)
+def test_the_validation_target_ends_the_loop_once_met_and_is_checked_first(outcome, state, reason):
+    """The target outranks the other limits in the reason; it waits while the validation set is empty, and
+    an aimed round's picks are labelled whatever the target says (a failed assessment outranks it)."""
+    step = LoopMachine("SELECT", generation=1).selection_finished(replace(outcome, assess=True))
+    assert (step.state, step.reason) == (state, reason)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (select(n_selected=0, exploration_gaps="2 of 8 walkers exploded (atoms 0 and 3 are 0.4 A apart)"),
+         "exploration incomplete, nothing selected: 2 of 8 walkers exploded (atoms 0 and 3 are 0.4 A apart)"),
+        (select(n_selected=0, n_candidates=5, exploration_gaps="1 of 8 walkers halted"),
+         "exploration incomplete, nothing selected: 1 of 8 walkers halted"),
+        (select(n_selected=0, n_candidates=5), "no new configurations: none of the 5 candidates was selected"),
+        (select(n_selected=0), NOTHING_UNCERTAIN),
+    ],
+)
+def test_nothing_uncertain_is_claimed_only_after_the_full_exploration(outcome, reason):
+    step = LoopMachine("SELECT", generation=1).selection_finished(outcome)
+    assert (step.state, step.reason) == ("DONE", reason)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +244,7 @@ def test_a_log_without_state_events_starts_at_init():
 def test_the_end_of_the_loop_is_assessed_before_done():
     machine = LoopMachine("DFT", 2)
     step = to_assess(machine)
-    assert (step.state, step.generation, step.reason) == ("ASSESS", 2, "no uncertain configurations")
+    assert (step.state, step.generation, step.reason) == ("ASSESS", 2, NOTHING_UNCERTAIN)
     done = machine.assessed(verdict(usable=True))
     assert (done.state, done.generation) == ("DONE", 2) and done.reason.startswith("usable")
 

@@ -3,6 +3,10 @@
 Energies are compared per atom against `energy_corrected` (what was fitted) on structures whose energy
 weight is non-zero; forces per Cartesian component on atoms whose force weight is non-zero, so embedded
 cells count only where their labels mean something. Units: meV/atom and meV/Angstrom.
+
+The validation set grows as labels are added (each new structure's place is fixed by its uuid hash), so
+its RMSE mixes in each generation's newest, hardest structures. `fixed_validation`, the validation
+structures of generation 0, is the same set for every generation's potential: the comparable curve.
 """
 
 from pathlib import Path
@@ -13,16 +17,18 @@ from pyace import PyACECalculator
 
 
 def structure_errors(potential: Path, df: pd.DataFrame) -> pd.DataFrame:
-    """Per structure: config_type, squared per-atom energy error (NaN if unweighted), summed squared force errors."""
+    """Per structure: config_type, generation, squared per-atom energy error (NaN if unweighted), summed
+    squared force errors."""
     calc = PyACECalculator(str(potential))
     rows = []
-    for atoms, energy, forces, w_energy, w_forces, config_type in zip(
+    for atoms, energy, forces, w_energy, w_forces, config_type, generation in zip(
         df["ase_atoms"],
         df["energy_corrected"],
         df["forces"],
         df["w_energy"],
         df["w_forces"],
         df["config_type"],
+        df["generation"],
     ):
         atoms = atoms.copy()
         atoms.calc = calc
@@ -32,12 +38,13 @@ def structure_errors(potential: Path, df: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "config_type": config_type,
+                "generation": generation,
                 "de2": de**2 if w_energy > 0 else np.nan,
                 "df2_sum": df_sq.sum(),
                 "n_components": df_sq.size,
             }
         )
-    return pd.DataFrame(rows, columns=["config_type", "de2", "df2_sum", "n_components"])
+    return pd.DataFrame(rows, columns=["config_type", "generation", "de2", "df2_sum", "n_components"])
 
 
 def summary(errors: pd.DataFrame) -> dict:
@@ -54,12 +61,14 @@ def summary(errors: pd.DataFrame) -> dict:
 
 
 def fit_metrics(potential: Path, train: pd.DataFrame, validation: pd.DataFrame) -> dict:
-    """Train and validation RMSEs, and the same per `config_type` over both sets together."""
+    """Train, validation and fixed-validation (generation 0's validation structures) RMSEs, and the same per
+    `config_type` over train and validation together."""
     train_errors = structure_errors(potential, train)
     validation_errors = structure_errors(potential, validation)
     both = pd.concat([errors for errors in (train_errors, validation_errors) if len(errors)])
     return {
         "train": summary(train_errors),
         "validation": summary(validation_errors),
+        "fixed_validation": summary(validation_errors[validation_errors["generation"] == 0]),
         "by_config_type": {str(ct): summary(group) for ct, group in both.groupby("config_type")},
     }
