@@ -2,7 +2,9 @@
 
 LinearACEFit's design matrix has one row per structure (energy per atom) and three per atom (forces).
 Weighting those rows by (1 - kappa) * w_energy and kappa * w_forces and using L2 as the ridge alpha gives
-exactly Pacemaker's loss without L1, so a zero weight removes a row: masked atoms cannot move the fit.
+Pacemaker's loss without L1, so a zero weight removes a row: masked atoms cannot move the fit. Only the
+basis-function coefficients are fitted (`basis_coeffs`); the radial coefficients keep their initial values,
+which Pacemaker's nonlinear fit would optimise too.
 """
 
 import os
