@@ -412,15 +412,20 @@ def run_case(system: System, seed: int, size: Size, selection: str, a0: float, t
 def nonlinear_comparison(case: dict[str, Any], system: System, size: Size, test: list[Atoms],
                          candidates: list[Atoms], workdir: Path, iterations: int) -> list[dict[str, Any]]:
     """Linear against nonlinear Pacemaker fits (radial coefficients fitted too) on the same data: the loop's
-    final dataset and random picks of the same size. Same basis size and loss weights as the loop."""
+    final dataset and random picks of the same size. Same basis size and loss weights as the loop; each
+    with its mode's ZBL core and without one, since where the core starts decides the hot-MD errors."""
     a0 = case["a0"]
     eos_cell = ideal_cell(system, a0, size.supercell, np.random.default_rng(0))
     training = case["training"]
-    variants = {
+    nonlinear = {**training, "mode": "nonlinear", "ndensity": None, "fs_parameters": None,
+                 "max_iterations": iterations}
+    variants = {  # the core: linear mode's 0.5 A below the data, pacemaker's at the data, or none
         "linear": training,
-        "nonlinear, linear embedding": {**training, "mode": "nonlinear", "max_iterations": iterations},
-        "nonlinear, Finnis-Sinclair": {**training, "mode": "nonlinear", "ndensity": None, "fs_parameters": None,
-                                        "max_iterations": iterations},
+        "linear, no core": {**training, "repulsion": "none"},
+        "nonlinear, Finnis-Sinclair": nonlinear,
+        "nonlinear, Finnis-Sinclair, no core": {**nonlinear, "repulsion": "none"},
+        "nonlinear, linear embedding, no core": {**training, "mode": "nonlinear", "max_iterations": iterations,
+                                                 "repulsion": "none"},
     }
     project = workdir / f"{system.name}_seed{case['seed']}" / f"{system.name}_seed{case['seed']}"
     last = case["loop"][-1]["generation"]
