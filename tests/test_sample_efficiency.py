@@ -1,5 +1,6 @@
 """The sample-efficiency benchmark's smallest configuration, end to end on EMT: the loop, random picks, the
-held-out test set, and an output file holding the numbers docs/benchmarks.md reports."""
+held-out test set, and an output file holding the numbers docs/benchmarks.md reports (about 20 s, so not
+marked slow)."""
 
 import json
 import math
@@ -8,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py"
 SUMMARY_KEYS = {
