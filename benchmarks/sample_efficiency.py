@@ -13,7 +13,7 @@ vacancy cells and a (111) slab (what random picks from bulk MD rarely see). Writ
 PNG of curves per system into `--out`, and prints the tables of docs/benchmarks.md.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--systems Al Cu AlCu] [--seeds 0 1 2]
-        [--selection max_gamma] [--quick] [--nonlinear] [--workdir DIR] [--out docs/sample_efficiency]
+        [--selection d_optimal|max_gamma|farthest_point|random] [--quick] [--nonlinear] [--workdir DIR] [--out docs/sample_efficiency]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import ase.io
 import numpy as np
@@ -42,6 +42,7 @@ from pyace import PyACECalculator
 from autopipe.apps.dft.emt import emt_label
 from autopipe.apps.explore.dynamics import make_dynamics
 from autopipe.apps.explore.settings import ExplorationSettings
+from autopipe.apps.select.settings import Method, SelectionSettings
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.apps.structures.generate import initial_structures
 from autopipe.apps.train import fit
@@ -523,9 +524,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--selection", default="max_gamma",
-                        help="selection.method of the loop (max_gamma on main; d_optimal, farthest_point, "
-                             "random once the selection branch is merged)")
+    parser.add_argument("--selection", default=SelectionSettings().method, choices=get_args(Method),
+                        help="selection.method of the loop (default: the product's)")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
     parser.add_argument("--nonlinear", action="store_true",
                         help="also fit nonlinear Pacemaker (tensorpot) on the first system and seed")

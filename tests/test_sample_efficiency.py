@@ -34,7 +34,7 @@ def results(tmp_path_factory) -> tuple[dict, Path, str]:
 def test_the_loop_and_random_are_measured_on_the_same_labels(results):
     data, _, _ = results
     (case,) = data["cases"]
-    assert (case["system"], case["seed"], case["selection"]) == ("Al", 0, "max_gamma")
+    assert (case["system"], case["seed"], case["selection"]) == ("Al", 0, "d_optimal")
     loop_labels = [g["labels"] for g in case["loop"]]
     assert loop_labels == sorted(loop_labels) and len(loop_labels) >= 1
     assert set(loop_labels) <= {r["labels"] for r in case["random"]}
