@@ -9,8 +9,9 @@ ASE's EMT is the oracle (the project's `dft.engine: emt`), so a comparison takes
   budget, each fitted with `autopipe.apps.train.fit` and the loop's own training settings.
 
 The test set is never trained on: EMT MD at 900 and 1200 K at 0.97/1.00/1.03 a0 in 32- and 108-atom cells,
-vacancy cells and a (111) slab (what random picks from bulk MD rarely see). Writes `results.json` and one
-PNG of curves per system into `--out`, and prints the tables of docs/benchmarks.md.
+vacancy cells and a (111) slab (what random picks from bulk MD rarely see). Writes `results_<method>.json`
+and one PNG of curves per system into `--out`, named by the selection method, and prints the tables of
+docs/benchmarks.md.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--systems Al Cu AlCu] [--seeds 0 1 2]
         [--selection d_optimal|max_gamma|farthest_point|random] [--quick] [--nonlinear] [--workdir DIR] [--out docs/sample_efficiency]
@@ -472,7 +473,7 @@ def plot(results: dict[str, Any], out: Path) -> list[Path]:
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{system}: loop ({cases[0]['selection']}) vs random picks, held-out EMT test set")
         fig.tight_layout()
-        path = out / f"sample_efficiency_{system}.png"
+        path = out / f"sample_efficiency_{system}_{cases[0]['selection']}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -532,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--iterations", type=int, default=100, help="max_iterations of the nonlinear fits")
     parser.add_argument("--workdir", type=Path, help="where the projects and fits go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path("docs/sample_efficiency"),
-                        help="results.json and the PNGs go here")
+                        help="results_<method>.json and the PNGs go here")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
@@ -554,7 +555,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     results["nonlinear"] = nonlinear_comparison(case, system, size, test, candidates, workdir,
                                                                 args.iterations)
         results["wall_s"] = time.monotonic() - started
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        (args.out / f"results_{args.selection}.json").write_text(json.dumps(results, indent=1))
         plot(results, args.out)
     print(tables(results))
     print(f"wall time {results['wall_s']:.0f} s")

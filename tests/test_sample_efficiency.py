@@ -28,7 +28,7 @@ def results(tmp_path_factory) -> tuple[dict, Path, str]:
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    return json.loads((out / "results.json").read_text()), out, run.stdout
+    return json.loads((out / "results_d_optimal.json").read_text()), out, run.stdout
 
 
 def test_the_loop_and_random_are_measured_on_the_same_labels(results):
@@ -52,5 +52,5 @@ def test_the_output_holds_the_documented_numbers(results):
     assert summary["md_steps_per_label"] > 0 and math.isfinite(summary["loop_max_force_rmse_mev_a"])
     assert summary["stop_reason"]
     assert "--quick" in data["command"] and data["wall_s"] > 0
-    assert (out / "sample_efficiency_Al.png").stat().st_size > 0
+    assert (out / "sample_efficiency_Al_d_optimal.png").stat().st_size > 0
     assert "| Al | 0 |" in stdout
