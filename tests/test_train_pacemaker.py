@@ -9,8 +9,10 @@ import pytest
 import yaml
 from pyace import BBasisConfiguration, PyACECalculator
 from test_train_data import emt_frames, write_frames
+from test_train_linear import shortest_training_distance
 
 from autopipe.apps.train import TrainingFailure, TrainingSettings, fit, nonlinear, trainer
+from autopipe.apps.train.linear import CORE_MARGIN
 from autopipe.apps.train.pacemaker_input import basis_from_input, render_input
 from autopipe.apps.train.tools import check_finite_loss, executable, run_tool
 
@@ -44,6 +46,14 @@ def test_pacemaker_cli_with_pyace_backend_writes_a_loadable_potential(cold_fit):
     assert np.isfinite(atoms.get_potential_energy())
     assert calc.results["gamma"].shape == (32,)
     assert np.isfinite(cold_fit["metrics"]["train"]["force_rmse_mev_a"])
+
+
+def test_nonlinear_core_starts_below_the_data_as_in_linear_mode(cold_fit):
+    """Pacemaker's own core starts at the shortest training distance, where hot MD still goes (eV/A force
+    spikes on the benchmark); the trainer puts it CORE_MARGIN lower, as for linear fits."""
+    (block,) = BBasisConfiguration(cold_fit["potential"]).funcspecs_blocks
+    assert block.inner_cutoff_type == "zbl"
+    assert block.r_in == pytest.approx(shortest_training_distance(cold_fit) - CORE_MARGIN, abs=1e-3)
 
 
 def test_committee_beside_a_nonlinear_fit_is_linear_and_the_same_size(cold_fit):

@@ -77,7 +77,8 @@ def test_rendered_input_is_the_yaml_pacemaker_reads():
     assert parsed["potential"]["bonds"]["ALL"]["rcut"] == 6.5
     assert parsed["potential"]["embeddings"]["ALL"]["ndensity"] == 2
     assert parsed["fit"]["loss"] == {"kappa": 0.1, "L1_coeffs": 1e-8, "L2_coeffs": 1e-9}
-    assert parsed["fit"]["maxiter"] == 7 and parsed["fit"]["repulsion"] == "auto"
+    assert parsed["fit"]["maxiter"] == 7
+    assert "repulsion" not in parsed["fit"]  # the trainer adds the core below the data, not pacemaker at it
     assert parsed["data"] == {"filename": "/w/train.pkl.gzip", "test_filename": "/w/validation.pkl.gzip"}
     assert parsed["backend"] == {"evaluator": "pyace", "batch_size": 100, "display_step": 7}
 

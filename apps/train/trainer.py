@@ -81,6 +81,7 @@ class PacemakerTrainer:
             run_pacemaker(
                 self.workdir, potential, initial_potential if warm else None, deadline - time.monotonic()
             )
+            self._save(BBasisConfiguration(str(potential)), train, potential)
         _check_finite(potential)
 
         yace = self.workdir / "potential.yace"
@@ -143,7 +144,7 @@ class PacemakerTrainer:
         return paths
 
     def _save(self, conf: BBasisConfiguration, train: pd.DataFrame, path: Path) -> None:
-        """Write a linear potential, with the ZBL core when `repulsion: auto` (pacemaker adds its own)."""
+        """Write a fitted potential, with the ZBL core `CORE_MARGIN` below the data when `repulsion: auto`."""
         if self.settings.repulsion == "auto":
             add_core_repulsion(conf, train, self.elements)
         conf.save(str(path))
