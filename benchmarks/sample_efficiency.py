@@ -14,7 +14,8 @@ and one PNG of curves per system into `--out`, named by the selection method, an
 docs/benchmarks.md.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--systems Al Cu AlCu] [--seeds 0 1 2]
-        [--selection d_optimal|max_gamma|farthest_point|random] [--quick] [--nonlinear] [--workdir DIR] [--out docs/sample_efficiency]
+        [--selection d_optimal|max_gamma|farthest_point|random] [--functions N] [--quick] [--nonlinear]
+        [--workdir DIR] [--out docs/sample_efficiency]
 """
 
 from __future__ import annotations
@@ -273,7 +274,8 @@ def eos_errors(calc: PyACECalculator, cell: Atoms) -> dict[str, float | None]:
 # --- the loop ----------------------------------------------------------------------------------------------
 
 
-def loop_input(system: System, a0: float, size: Size, seed: int, selection: str, folder: Path) -> Path:
+def loop_input(system: System, a0: float, size: Size, seed: int, selection: str, folder: Path,
+               functions: int = TRAINING["functions_per_element"]) -> Path:
     """The input.yaml a user would write for this benchmark; an alloy's random cells go in as a file."""
     if system.swap:
         start = folder / "start.extxyz"
@@ -287,7 +289,7 @@ def loop_input(system: System, a0: float, size: Size, seed: int, selection: str,
         "elements": list(system.elements),
         "structures": structures,
         "dft": {"engine": "emt"},
-        "training": TRAINING,
+        "training": {**TRAINING, "functions_per_element": functions},
         "exploration": size.exploration,
         "selection": {"method": selection, "max_per_generation": size.max_per_generation},
         "loop": {"max_generations": size.max_generations, "dft_budget": size.dft_budget, "seed": seed},
@@ -389,12 +391,13 @@ def summarise(loop: list[dict[str, Any]], random: list[dict[str, Any]], totals: 
 
 
 def run_case(system: System, seed: int, size: Size, selection: str, a0: float, test: list[Atoms],
-             candidates: list[Atoms], workdir: Path) -> dict[str, Any]:
+             candidates: list[Atoms], workdir: Path,
+             functions: int = TRAINING["functions_per_element"]) -> dict[str, Any]:
     """The loop and random picks for one system and seed, each potential measured on the test set."""
     eos_cell = ideal_cell(system, a0, size.supercell, np.random.default_rng(0))
     folder = workdir / f"{system.name}_seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    project, loop_wall = run_loop(loop_input(system, a0, size, seed, selection, folder))
+    project, loop_wall = run_loop(loop_input(system, a0, size, seed, selection, folder, functions))
     generations, totals = loop_generations(project)
     for g in generations:
         g.update(evaluate(Path(g["potential"]), g["reference"], test, eos_cell))
@@ -527,6 +530,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--selection", default=SelectionSettings().method, choices=get_args(Method),
                         help="selection.method of the loop (default: the product's)")
+    parser.add_argument("--functions", type=int, default=TRAINING["functions_per_element"],
+                        help="functions_per_element of the linear basis (the quickstart's: 30)")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
     parser.add_argument("--nonlinear", action="store_true",
                         help="also fit nonlinear Pacemaker (tensorpot) on the first system and seed")
@@ -548,7 +553,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             test, candidates = held_out_set(system, a0, size), pool(system, a0, size)
             print(f"{name}: a0 {a0:.4f} A, {len(test)} test frames, pool of {len(candidates)}", flush=True)
             for seed in args.seeds:
-                case = run_case(system, seed, size, args.selection, a0, test, candidates, workdir)
+                case = run_case(system, seed, size, args.selection, a0, test, candidates, workdir,
+                                args.functions)
                 results["cases"].append(case)
                 print(f"  seed {seed}: {json.dumps(case['summary'])}", flush=True)
                 if args.nonlinear and not results["nonlinear"]:
