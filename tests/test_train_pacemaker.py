@@ -104,7 +104,8 @@ def test_pacemaker_exiting_non_zero_is_a_named_error_with_the_log_tail(small_dat
 
 def test_timeout_stops_pacemaker_and_its_children(small_dataset, tmp_path):
     settings = TINY | {"max_iterations": 10_000, "timeout": 3.0}
-    with pytest.raises(TrainingFailure, match="still running after 3 s") as err:
+    # 3 s, or 2 s when reading the data took a second of the budget on a loaded machine
+    with pytest.raises(TrainingFailure, match=r"still running after [23] s \(the time left of training.timeout\)") as err:
         fit(small_dataset, settings, ["Al"], str(tmp_path))
     assert err.value.kind == "timeout"
     left = [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(tmp_path)]

@@ -311,7 +311,7 @@ def _named(reference: dict[str, Any]) -> Atoms:
 
 
 def _describe(row: dict[str, Any]) -> str:
-    if row["potential"] is None or row["dft"] is None:
+    if row["potential"] is None:
         return f"{row['name']}: {row['note']}" if row["note"] else row["name"]
     if row["error_percent"] is not None:
         return f"{row['name']} {row['error_percent']:+.1f}%"
