@@ -148,7 +148,8 @@ def test_status_figures_agree_with_the_project(project, tmp_path):
     assert sum(c["structures"] for c in figures["composition"]) == len(rows)
     assert sum(c["labelled"] for c in figures["composition"]) == summary["labels"]["done"]
     assert sum(e["atoms"] for e in figures["elements"]) == sum(r.natoms for r in rows if r.get("labelled"))
-    assert {c["config_type"] for c in figures["composition"]} == {"initial", "md"}
+    # which kinds exist depends on the run (the split follows the uuids, which follow the input's paths)
+    assert {c["config_type"] for c in figures["composition"]} == {r.config_type for r in rows} >= {"initial"}
     for row, (generation, model) in zip(figures["generations"], sorted(state.models.items()), strict=True):
         assert row["force_rmse_mev_a"] == model["metrics"]["validation"]["force_rmse_mev_a"]
         assert row["generation"] == generation
