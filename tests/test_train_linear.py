@@ -67,6 +67,24 @@ def test_potential_loads_with_its_active_set_and_grades_extrapolation(al_fit):
     compressed.calc = calc
     compressed.get_potential_energy()
     assert calc.results["gamma"].max() > 10
+    assert al_fit["active_set_atoms"] == "well fitted"  # pace_activeset's force-error filter, as by default
+
+
+def test_active_set_from_all_atoms_when_the_filter_leaves_too_few(tmp_path):
+    """Exactly as many training atoms as functions: pace_activeset's force-error filter (Q3 + 1.5 IQR) drops
+    some and MaxVol is under-determined; the trainer builds the active set from all atoms instead of failing
+    (the benchmark's lean start hit this with 160 atoms for 150 functions)."""
+    dataset = write_frames(tmp_path / "dataset.extxyz", emt_frames(10, repeat=(1, 1, 1), rattle=0.15))
+    result = fit(dataset, FAST | {"functions_per_element": 40, "test_fraction": 0.0}, ["Al"], str(tmp_path / "fit"))
+    assert (result["n_train"], result["n_functions"], result["active_set_atoms"]) == (10, 40, "all")
+    log = (tmp_path / "fit" / "pace_activeset.log").read_text()
+    assert "Insufficient atomic environments" in log and "--all-atoms potential.yaml" in log
+    calc = PyACECalculator(result["potential"])
+    calc.set_active_set(result["active_set"])
+    atoms = emt_frames(1, repeat=(1, 1, 1), rattle=0.15)[0]  # a training structure: interpolation
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    assert calc.results["gamma"].max() <= 1.0 + 1e-6
 
 
 def test_yace_for_lammps_gives_the_same_forces(al_fit):

@@ -98,18 +98,26 @@ def test_ctrl_c_stops_the_run_and_the_programs_behind_a_wrapper(tmp_path, site):
     wrapper.chmod(0o755)
     (tmp_path / "input.yaml").write_text(INPUT.format(command=wrapper))
     pids = tmp_path / "programs.pids"
+    # Started as from a terminal: Ctrl-C's default disposition, even when pytest itself was started in the
+    # background with SIGINT ignored (which its children would inherit, and Python keeps).
     run = subprocess.Popen([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", site],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (pids.exists() and len(pids.read_text().split()) >= 2):  # both workers' labels running
-        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
-        time.sleep(0.1)
-    programs = [int(pid) for pid in pids.read_text().split()]
-    start = time.monotonic()
-    run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
-    _, stderr = run.communicate(timeout=60)
-    assert run.returncode == 130 and "Interrupted" in stderr and "Traceback" not in stderr
-    assert time.monotonic() - start < 15
-    while any(psutil.pid_exists(pid) for pid in programs) and time.monotonic() - start < 15:
-        time.sleep(0.2)
-    assert not [pid for pid in programs if psutil.pid_exists(pid)], "a program outlived its run"
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (pids.exists() and len(pids.read_text().split()) >= 2):  # both workers' labels running
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.1)
+        programs = [int(pid) for pid in pids.read_text().split()]
+        start = time.monotonic()
+        run.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 130 and "Interrupted" in stderr and "Traceback" not in stderr
+        assert time.monotonic() - start < 15
+        while any(psutil.pid_exists(pid) for pid in programs) and time.monotonic() - start < 15:
+            time.sleep(0.2)
+        assert not [pid for pid in programs if psutil.pid_exists(pid)], "a program outlived its run"
+    finally:
+        if run.poll() is None:  # a failed assertion leaves no run behind (SIGTERM stops it like Ctrl-C)
+            run.terminate()
+            run.wait(timeout=60)

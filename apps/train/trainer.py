@@ -29,6 +29,8 @@ from .pacemaker_input import basis_from_input, render_input
 from .settings import TrainingSettings
 from .tools import executable, run_tool
 
+UNDER_DETERMINED = "Insufficient atomic environments"  # pyace's compute_active_set: fewer atoms than functions
+
 LINEAR_BACKEND = "pyace.linearacefit"
 
 
@@ -86,7 +88,7 @@ class PacemakerTrainer:
 
         yace = self.workdir / "potential.yace"
         self._run(["pace_yaml2yace", potential.name, "-o", yace.name], deadline)
-        self._run(["pace_activeset", "-d", files["train"].name, potential.name], deadline)
+        active_set_atoms = self._active_set(files["train"], potential, deadline)
         committee = self._fit_committee(design, train) if self.settings.committee_size else []
 
         return {
@@ -98,6 +100,7 @@ class PacemakerTrainer:
             "backend": backend,
             "warm_start": warm,
             "warm_start_reason": warm_reason,
+            "active_set_atoms": active_set_atoms,
             "n_functions": int(BBasisConfiguration(str(potential)).total_number_of_functions),
             "metrics": fit_metrics(potential, train, validation),
             "n_train": len(train),
@@ -148,6 +151,19 @@ class PacemakerTrainer:
         if self.settings.repulsion == "auto":
             add_core_repulsion(conf, train, self.elements)
         conf.save(str(path))
+
+    def _active_set(self, train: Path, potential: Path, deadline: float) -> str:
+        """Build the active set, by default from the atoms the fit reproduces well (pace_activeset drops
+        force-error outliers, Q3 + 1.5 IQR); from all atoms when that leaves fewer environments of an element
+        than functions, as it can with little data (pre-flight only counts all training atoms). Returns which."""
+        try:
+            self._run(["pace_activeset", "-d", train.name, potential.name], deadline)
+            return "well fitted"
+        except TrainingFailure as err:
+            if err.kind != "subprocess_failed" or UNDER_DETERMINED not in str(err):
+                raise
+        self._run(["pace_activeset", "-d", train.name, "--all-atoms", potential.name], deadline)
+        return "all"
 
     def _run(self, args: list[str], deadline: float) -> None:
         program = args[0]
