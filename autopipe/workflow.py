@@ -21,7 +21,7 @@ from typing import Any
 
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
-from autopipe.apps.structures import atoms_to_dict
+from autopipe.apps.structures import atoms_to_dict, has_vacuum
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
@@ -429,7 +429,9 @@ class WorkflowManager:
             if self.config.exploration.engine == "lammps":  # an operational input: not part of the key
                 kwargs["lammps_command"] = self.lammps_command
             ensemble = "NVT" if walker["pressure"] is None else f"NPT {walker['pressure']:g} GPa"
-            specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}",
+            start = walker["structure"]["info"].get("source") or walker["structure"]["info"].get("uuid", "?")
+            specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}, "
+                                              f"from {start}",
                           "kwargs": kwargs, "task_dir": task_dir})
         outcomes = self.run_tasks("explore", generation, specs)
         finished = [o for o in outcomes.values() if "failed" not in o]
@@ -449,15 +451,17 @@ class WorkflowManager:
 
     def regular_walkers(self, generation: int) -> list[dict[str, Any]]:
         """The exploration schedule's walkers, each starting from the next labelled structure in turn, so
-        successive generations start from every labelled structure (initial and selected) rather than two."""
+        successive generations start from every labelled structure (initial and selected) rather than two.
+        A start with vacuum (a slab) runs NVT at its slot's temperature: a barostat would close the gap."""
         starts = sorted(r.label for r in self.run_state.labels_done())
         schedule = self.config.exploration.schedule()
         offset = generation * len(schedule)
-        return [
-            {"structure": atoms_to_dict(self.db.get(starts[(offset + i) % len(starts)])),
-             "temperature": temperature, "pressure": pressure}
-            for i, (temperature, pressure) in enumerate(schedule)
-        ]
+        walkers = []
+        for i, (temperature, pressure) in enumerate(schedule):
+            atoms = self.db.get(starts[(offset + i) % len(starts)])
+            walkers.append({"structure": atoms_to_dict(atoms), "temperature": temperature,
+                            "pressure": None if has_vacuum(atoms) else pressure})
+        return walkers
 
     def stage_select(self, generation: int) -> None:
         """Pick the next generation's structures from the walkers' candidates, within the DFT budget and

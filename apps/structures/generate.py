@@ -10,7 +10,7 @@ from typing import Any
 import ase.io
 import numpy as np
 from ase import Atoms
-from ase.build import bulk
+from ase.build import bulk, surface
 
 from autopipe.errors import ConfigError
 
@@ -18,6 +18,7 @@ from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 
 MIN_VACANCY_CELL = 8  # atoms: a vacancy in a smaller cell is mostly a different crystal
+MIN_SLAB_ATOMS = 8  # atoms: a slab repeated in plane until each layer holds more than one or two
 
 
 def initial_structures(settings: dict[str, Any], elements: list[str], seed: int) -> list[dict[str, Any]]:
@@ -77,7 +78,8 @@ def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Ato
 def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
     """The ideal prototype cell, then `rattled` (Gaussian noise), `strained` (random strain), `scaled`
     (isotropic volume steps, lightly rattled so their forces carry information) and `vacancies` (one atom
-    removed from the cell repeated to at least 8 atoms, rattled) copies."""
+    removed from the cell repeated to at least 8 atoms, rattled) copies, then one rattled slab per Miller
+    index in `surfaces`."""
     ideal = prototype_cell(gen)
     name = f"{gen.prototype}-{gen.formula}"
     rng = np.random.default_rng(seed)
@@ -103,7 +105,23 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         del atoms[int(rng.integers(len(atoms)))]
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} vacancy {copy}"))
+    for indices in gen.surfaces:
+        atoms = slab(gen, indices)
+        atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
+        miller = "".join(str(i) for i in indices)
+        structures.append(_with_source(atoms, f"{name} ({miller}) slab, {gen.slab_layers} layers"))
     return structures
+
+
+def slab(gen: GeneratorSettings, indices: tuple[int, int, int]) -> Atoms:
+    """`slab_layers` layers of the prototype's (hkl) plane with `slab_vacuum` between periodic images,
+    repeated in plane to at least MIN_SLAB_ATOMS (periodic in all three directions, as DFT needs)."""
+    unit = prototype_cell(gen.model_copy(update={"supercell": (1, 1, 1)}))
+    atoms = surface(unit, indices, gen.slab_layers, vacuum=gen.slab_vacuum / 2, periodic=True)
+    repeats = [1, 1, 1]
+    while len(atoms) * repeats[0] * repeats[1] < MIN_SLAB_ATOMS:
+        repeats[int(np.argmin(atoms.cell.lengths()[:2] * repeats[:2]))] += 1
+    return atoms.repeat(repeats)
 
 
 def repeated_to(atoms: Atoms, n_atoms: int) -> Atoms:

@@ -53,7 +53,7 @@ def formula_symbols(formula: str) -> list[str]:
 class GeneratorSettings(BaseModel):
     """A crystal prototype plus perturbed copies: ideal, `rattled` x Gaussian noise, `strained` x random strain,
     `scaled` x isotropic volume change (so the first potential sees E(V) on both sides of the minimum),
-    `vacancies` x a cell with one atom missing."""
+    `vacancies` x a cell with one atom missing, and one slab per Miller index in `surfaces`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -77,6 +77,11 @@ class GeneratorSettings(BaseModel):
     vacancies: NonNegativeInt = Field(
         0, description="rattled copies with one atom removed, in the cell repeated to at least 8 atoms"
     )
+    surfaces: list[tuple[int, int, int]] = Field(
+        default_factory=list, description="Miller indices of rattled slabs (ase.build.surface), e.g. [[1, 1, 1]]"
+    )
+    slab_layers: int = Field(4, ge=2, le=12, description="layers of each slab")
+    slab_vacuum: float = Field(10.0, ge=5.0, le=30.0, description="Angstrom of vacuum between a slab's images")
 
     @field_validator("formula")
     @classmethod
@@ -97,10 +102,12 @@ class GeneratorSettings(BaseModel):
             )
         if self.c is not None and self.prototype not in NON_CUBIC:
             raise ValueError(f"c is only used for hcp and wurtzite, not {self.prototype}")
-        if not (self.include_ideal or self.rattled or self.strained or self.scaled or self.vacancies):
+        if any(index == (0, 0, 0) for index in self.surfaces):
+            raise ValueError("surfaces: (0, 0, 0) is not a plane; give Miller indices such as [1, 1, 1]")
+        if not (self.include_ideal or self.rattled or self.strained or self.scaled or self.vacancies or self.surfaces):
             raise ValueError(
-                "include_ideal is false and rattled, strained, scaled and vacancies are 0: no structure would "
-                "be made"
+                "include_ideal is false, rattled, strained, scaled and vacancies are 0 and surfaces is empty: no "
+                "structure would be made"
             )
         return self
 
