@@ -115,6 +115,12 @@ class MinimalConfig(BaseModel):
                     f"structures.generator.formula {generator.formula!r} contains {', '.join(foreign)}, "
                     f"not in elements {self.elements}"
                 )
+        if generator is not None and generator.occupation is not None:
+            foreign = sorted(set(generator.occupation) - set(self.elements))
+            if foreign:
+                problems.append(
+                    f"structures.generator.occupation names {', '.join(foreign)}, not in elements {self.elements}"
+                )
         unsupported = [e for e in self.elements if e not in EMT_ELEMENTS]
         if self.dft.engine == "emt" and unsupported:
             problems.append(

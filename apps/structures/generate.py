@@ -14,6 +14,7 @@ from ase.build import bulk, surface
 
 from autopipe.errors import ConfigError
 
+from .alloys import random_decoration, sqs_decoration
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 
@@ -79,38 +80,52 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
     """The ideal prototype cell, then `rattled` (Gaussian noise), `strained` (random strain), `scaled`
     (isotropic volume steps, lightly rattled so their forces carry information) and `vacancies` (one atom
     removed from the cell repeated to at least 8 atoms, rattled) copies, then one rattled slab per Miller
-    index in `surfaces`."""
+    index in `surfaces`. With `occupation` every structure has its own decoration, made before it is
+    perturbed: an SQS for the bulk cells when `sqs` is set, random otherwise."""
     ideal = prototype_cell(gen)
-    name = f"{gen.prototype}-{gen.formula}"
+    name = f"{gen.prototype}-{gen.formula}" if not gen.occupation else f"{gen.prototype}-{_composition(gen)}"
     rng = np.random.default_rng(seed)
-    structures = [_with_source(ideal.copy(), f"{name} ideal")] if gen.include_ideal else []
+
+    def decorated(cell: Atoms, bulk_cell: bool = True) -> Atoms:
+        if not gen.occupation:
+            return cell.copy()
+        if gen.sqs and bulk_cell:
+            return sqs_decoration(cell, _bulk_arguments(gen), gen.occupation, int(rng.integers(2**31)))
+        return random_decoration(cell, gen.occupation, rng)
+
+    structures = [_with_source(decorated(ideal), f"{name} ideal")] if gen.include_ideal else []
     for copy in range(1, gen.rattled + 1):
-        atoms = ideal.copy()
+        atoms = decorated(ideal)
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} rattled {copy}"))
     for copy in range(1, gen.strained + 1):
         strain = rng.uniform(-gen.max_strain, gen.max_strain, size=(3, 3))
-        atoms = ideal.copy()
+        atoms = decorated(ideal)
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         structures.append(_with_source(atoms, f"{name} strained {copy}"))
     volumes = np.linspace(1 - gen.max_volume_change, 1 + gen.max_volume_change, gen.scaled) if gen.scaled > 1 else []
     for copy, volume in enumerate(volumes, start=1):
-        atoms = ideal.copy()
+        atoms = decorated(ideal)
         atoms.set_cell(atoms.cell.array * volume ** (1 / 3), scale_atoms=True)
         atoms.positions += rng.normal(0.0, gen.rattle_stdev / 2, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} scaled {copy} (V x {volume:.3f})"))
     host = repeated_to(ideal, MIN_VACANCY_CELL)
     for copy in range(1, gen.vacancies + 1):
-        atoms = host.copy()
+        atoms = decorated(host)
         del atoms[int(rng.integers(len(atoms)))]
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} vacancy {copy}"))
     for indices in gen.surfaces:
-        atoms = slab(gen, indices)
+        atoms = decorated(slab(gen, indices), bulk_cell=False)
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         miller = "".join(str(i) for i in indices)
         structures.append(_with_source(atoms, f"{name} ({miller}) slab, {gen.slab_layers} layers"))
     return structures
+
+
+def _composition(gen: GeneratorSettings) -> str:
+    """`Al0.5Cu0.5` for the name of decorated structures."""
+    return "".join(f"{el}{fraction:g}" for el, fraction in sorted(gen.occupation.items()))
 
 
 def slab(gen: GeneratorSettings, indices: tuple[int, int, int]) -> Atoms:
@@ -137,13 +152,18 @@ def prototype_cell(gen: GeneratorSettings) -> Atoms:
     cubic = gen.cubic and gen.prototype not in NON_CUBIC
     orthorhombic = gen.cubic and gen.prototype in NON_CUBIC
     try:
-        atoms = bulk(gen.formula, gen.prototype, a=gen.a, c=gen.c, cubic=cubic, orthorhombic=orthorhombic)
+        atoms = bulk(**_bulk_arguments(gen), cubic=cubic, orthorhombic=orthorhombic)
     except (ValueError, KeyError) as err:
         raise ConfigError(
             f"structures.generator.a: ASE has no reference lattice constant for {gen.formula} as "
             f"{gen.prototype} ({err}); set `a` in Angstrom."
         ) from err
     return atoms.repeat(gen.supercell)
+
+
+def _bulk_arguments(gen: GeneratorSettings) -> dict[str, Any]:
+    """`ase.build.bulk`'s arguments for the prototype's primitive cell."""
+    return {"name": gen.formula, "crystalstructure": gen.prototype, "a": gen.a, "c": gen.c}
 
 
 def _with_source(atoms: Atoms, source: str) -> Atoms:

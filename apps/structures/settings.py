@@ -82,6 +82,10 @@ class GeneratorSettings(BaseModel):
     )
     slab_layers: int = Field(4, ge=2, le=12, description="layers of each slab")
     slab_vacuum: float = Field(10.0, ge=5.0, le=30.0, description="Angstrom of vacuum between a slab's images")
+    occupation: dict[str, PositiveFloat] | None = Field(
+        None, description="alloys: fraction of each element on the sites of a one-species prototype"
+    )
+    sqs: bool = Field(False, description="decorate bulk cells as SQS (icet) instead of at random; needs occupation")
 
     @field_validator("formula")
     @classmethod
@@ -102,6 +106,20 @@ class GeneratorSettings(BaseModel):
             )
         if self.c is not None and self.prototype not in NON_CUBIC:
             raise ValueError(f"c is only used for hcp and wurtzite, not {self.prototype}")
+        if self.occupation is not None:
+            if size > 1:
+                raise ValueError(
+                    f"occupation decorates a one-species prototype (sc, fcc, bcc, hcp, diamond), not {self.prototype}"
+                )
+            for element in self.occupation:
+                formula_symbols(element)
+            if len(self.occupation) < 2 or abs(sum(self.occupation.values()) - 1) > 1e-6:
+                raise ValueError(
+                    f"occupation {self.occupation} must give two or more elements fractions that add up to 1, "
+                    "e.g. {Al: 0.5, Cu: 0.5}"
+                )
+        if self.sqs and self.occupation is None:
+            raise ValueError("sqs needs occupation (the alloy's composition), e.g. occupation: {Al: 0.5, Cu: 0.5}")
         if any(index == (0, 0, 0) for index in self.surfaces):
             raise ValueError("surfaces: (0, 0, 0) is not a plane; give Miller indices such as [1, 1, 1]")
         if not (self.include_ideal or self.rattled or self.strained or self.scaled or self.vacancies or self.surfaces):
