@@ -544,6 +544,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="training.accuracy: the radial and angular basis (the quickstart's: fast)")
     parser.add_argument("--lean-start", action="store_true",
                         help="8 starting structures (13 for the alloy) instead of 22; random measured from 10 labels")
+    parser.add_argument("--surfaces", action="store_true",
+                        help="a (100) slab in the loop's starting set (the test set's slab is (111))")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
     parser.add_argument("--nonlinear", action="store_true",
                         help="also fit nonlinear Pacemaker (tensorpot) on the first system and seed")
@@ -565,6 +567,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.systems:
             system = SYSTEMS[name]
             sized = replace(size, generator=lean_start(system)) if args.lean_start else size
+            if args.surfaces:
+                sized = replace(sized, generator={**sized.generator, "surfaces": [[1, 0, 0]], "slab_layers": 2})
             a0 = emt_a0(system, size)
             test, candidates = held_out_set(system, a0, size), pool(system, a0, size)
             print(f"{name}: a0 {a0:.4f} A, {len(test)} test frames, pool of {len(candidates)}", flush=True)
