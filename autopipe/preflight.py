@@ -89,7 +89,7 @@ def check_training_split(config: SystemConfig, structures: list[dict[str, Any]],
     per uuid exactly as the fit will) has fewer atoms of an element than basis functions per element:
     Pacemaker's active set (pace_activeset) cannot be built from fewer environments than functions."""
     training = config.training
-    held_out = validation_mask(uuids, training.test_fraction, training.seed)
+    held_out = validation_mask(uuids, training.test_fraction, training.seed, starting=[True] * len(uuids))
     counts: Counter[str] = Counter()
     for structure, out in zip(structures, held_out, strict=True):
         if not out:

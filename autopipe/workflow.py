@@ -22,6 +22,7 @@ from typing import Any
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict, has_vacuum
+from autopipe.apps.train.dataset import validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
@@ -452,13 +453,19 @@ class WorkflowManager:
     def regular_walkers(self, generation: int) -> list[dict[str, Any]]:
         """The exploration schedule's walkers, each starting from the next labelled structure in turn, so
         successive generations start from every labelled structure (initial and selected) rather than two.
-        A start with vacuum (a slab) runs NVT at its slot's temperature: a barostat would close the gap."""
-        starts = sorted(r.label for r in self.run_state.labels_done())
+        A start with vacuum (a slab) runs NVT at its slot's temperature: a barostat would close the gap.
+        Validation structures are not starts: outside the active set, a walker from one can halt at its
+        first frame, which is labelled already, and the generation would learn nothing."""
+        labelled = [self.db.get(uuid) for uuid in sorted(r.label for r in self.run_state.labels_done())]
+        training = self.config.training
+        held_out = validation_mask([a.info["uuid"] for a in labelled], training.test_fraction, training.seed,
+                                   starting=[a.info["generation"] == 0 for a in labelled])
+        starts = [a for a, out in zip(labelled, held_out, strict=True) if not out] or labelled
         schedule = self.config.exploration.schedule()
         offset = generation * len(schedule)
         walkers = []
         for i, (temperature, pressure) in enumerate(schedule):
-            atoms = self.db.get(starts[(offset + i) % len(starts)])
+            atoms = starts[(offset + i) % len(starts)]
             walkers.append({"structure": atoms_to_dict(atoms), "temperature": temperature,
                             "pressure": None if has_vacuum(atoms) else pressure})
         return walkers

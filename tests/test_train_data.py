@@ -76,6 +76,20 @@ def test_validation_membership_is_fixed_as_the_dataset_grows():
     assert (ds.validation_mask(names, 0.2, seed=8) != grown).any()  # the seed matters
 
 
+def test_the_starting_structures_always_give_the_fixed_validation_set_one():
+    names = pd.Series([str(uuid.UUID(int=i)) for i in range(40)])
+    seed = next(s for s in range(1000) if not ds.validation_mask(names[:8], 0.1, seed=s).any())
+    starting = np.arange(40) < 8
+    alone = ds.validation_mask(names[:8], 0.1, seed=seed, starting=starting[:8])
+    grown = ds.validation_mask(names, 0.1, seed=seed, starting=starting)
+    assert alone.sum() == 1 and (grown[:8] == alone).all()  # the same one, however the data grow
+    plain = ds.validation_mask(names, 0.1, seed=seed)
+    assert (grown[8:] == plain[8:]).all() and grown.sum() == plain.sum() + 1
+    lucky = next(s for s in range(1000) if ds.validation_mask(names[:8], 0.1, seed=s).any())
+    assert (ds.validation_mask(names[:8], 0.1, lucky, starting=starting[:8])
+            == ds.validation_mask(names[:8], 0.1, lucky)).all()  # the hashes already gave it one
+
+
 def test_split_keeps_at_least_one_training_structure():
     names = pd.Series(["a", "b", "c"])
     mask = ds.validation_mask(names, 0.999999, seed=0)

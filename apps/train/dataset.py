@@ -7,6 +7,7 @@ from the loss, which is how embedded cells carry their force mask and no energy.
 """
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import ase.io
@@ -61,14 +62,21 @@ def _row(atoms: Atoms, path: Path, index: int) -> dict:
     }
 
 
-def validation_mask(names: pd.Series, fraction: float, seed: int) -> np.ndarray:
+def validation_mask(names: pd.Series, fraction: float, seed: int, starting: Sequence[bool] | None = None) -> np.ndarray:
     """True for structures in the validation set, decided per uuid so membership never changes as data grow.
 
     A structure's place depends only on sha256(seed:uuid), so a validation structure of generation 1 is
-    still one in generation 9. If every structure lands in validation, the one with the largest hash trains.
+    still one in generation 9. `starting` marks generation 0, whose validation part is the fixed validation
+    set: when the hashes leave it empty (with 0.1 and 8 starting structures, 43 % of seeds), the starting
+    structure with the smallest hash is held out too. If every structure lands in validation, the one with
+    the largest hash trains.
     """
     scores = np.array([_unit_hash(f"{seed}:{name}") for name in names])
     mask = scores < fraction
+    if starting is not None and fraction > 0:
+        first = np.asarray(starting, dtype=bool)
+        if first.sum() >= 2 and not (mask & first).any():
+            mask[np.flatnonzero(first)[np.argmin(scores[first])]] = True
     if len(mask) and mask.all():
         mask[np.argmax(scores)] = False
     return mask

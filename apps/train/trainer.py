@@ -114,7 +114,9 @@ class PacemakerTrainer:
     def _prepare_data(self, dataset: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         """Read, check, split, reference and weight the structures."""
         df = ds.read_dataset(dataset)
-        in_validation = ds.validation_mask(df["name"], self.settings.test_fraction, self.settings.seed)
+        in_validation = ds.validation_mask(
+            df["name"], self.settings.test_fraction, self.settings.seed, starting=df["generation"] == 0
+        )
         ds.check_elements(df[~in_validation], df[in_validation], self.elements)
         ds.check_fittable(df[~in_validation], self.settings.kappa)
         reference = ds.reference_energies(df[~in_validation], self.elements, self.settings.reference_energy)
