@@ -95,7 +95,7 @@ FULL = Size(
 # A lean start: the loop's first potential costs 8 labels (13 for a binary alloy), not 22, so a saving against
 # random's 10-20 labels can show; random is then measured from 10 labels on as well. Enough cells that every
 # element keeps 150 atoms (the default basis's functions) after the validation split.
-def lean_start(system: "System") -> dict[str, Any]:
+def lean_start(system: System) -> dict[str, Any]:
     return {"include_ideal": True, "rattled": 3 if len(system.elements) == 1 else 8, "rattle_stdev": 0.05,
             "strained": 1, "max_strain": 0.03, "scaled": 2, "max_volume_change": 0.12, "vacancies": 1}
 

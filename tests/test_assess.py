@@ -9,8 +9,6 @@ next exploration at what failed.
 """
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import ase.db
@@ -20,6 +18,7 @@ from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.eos import EquationOfState
+from installed import mlip_auto
 from pyace import PyACECalculator
 
 from autopipe.apps.assess import properties as props
@@ -33,8 +32,6 @@ from autopipe.apps.assess.cells import (
 )
 from autopipe.errors import AssessmentError
 from autopipe.events import EventStore, fold
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 INPUT = """
 project: {{name: emt_al}}
@@ -77,10 +74,6 @@ def write_input(
         )
     )
     return path
-
-
-def mlip_auto(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 def emt_results(cells):

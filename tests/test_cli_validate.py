@@ -1,19 +1,18 @@
 """`mlip-auto validate` and `mlip-auto init` through the real CLI: bad input exits 2, names the key, writes nothing."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from ase.build import bulk, molecule
 from ase.io import write
+from installed import MLIP_AUTO
 from typer.testing import CliRunner
 
 import autopipe.cli
 from autopipe.cli import app
 from autopipe.errors import RunError
 
-MLIP_AUTO = Path(sys.executable).with_name("mlip-auto")
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "input.yaml"
 
 HEAD = "project: {name: demo}\nelements: [Al]\n"

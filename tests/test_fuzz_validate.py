@@ -11,7 +11,6 @@ import math
 import random
 import resource
 import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from installed import MLIP_AUTO
 from typer.testing import CliRunner
 
 from autopipe.cli import app
@@ -26,7 +26,6 @@ from autopipe.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = (ROOT / "examples" / "quickstart" / "input.yaml").read_text()
 SITE = (ROOT / "site-configs" / "local.yaml").read_text()
-MLIP_AUTO = Path(sys.executable).with_name("mlip-auto")
 N_MUTANTS = 240
 TIME_LIMIT = 10.0  # seconds per validate
 MEMORY_LIMIT = 500_000_000  # bytes

@@ -4,7 +4,6 @@ checked line by line against its documented syntax (ML-PACE itself is not instal
 
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 from ase.build import bulk
 from ase.io import write
+from installed import mlip_auto
 from jinja2 import UndefinedError
 
 from autopipe.apps.explore import read_candidates, run_walker
@@ -28,8 +28,6 @@ from autopipe.apps.explore.settings import ExplorationSettings
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.errors import ExplorationError
 from autopipe.events import EventStore
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 
 def settings(**changes) -> dict:
@@ -258,10 +256,6 @@ exploration: {engine: lammps, temperatures: [600], steps: 60, check_interval: 10
 loop: {max_generations: 1, dft_budget: 20, seed: 5}
 assess: {enabled: false}
 """
-
-
-def mlip_auto(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")

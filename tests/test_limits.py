@@ -8,7 +8,6 @@ import json
 import re
 import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.io import write
+from installed import MLIP_AUTO
 from typer.testing import CliRunner
 
 from autopipe.cli import app
@@ -25,7 +25,6 @@ from autopipe.validation import MAX_YAML_VALUES
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = (ROOT / "examples" / "quickstart" / "input.yaml").read_text()
 LOCAL_SITE = (ROOT / "site-configs" / "local.yaml").read_text()
-MLIP_AUTO = Path(sys.executable).with_name("mlip-auto")
 
 #: The 588-byte alias bomb of the issue: nine levels of nine aliases, 9**9 values once expanded.
 BOMB = "".join(

@@ -10,17 +10,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import ase.db
 import pytest
+from installed import MLIP_AUTO
 
 pytestmark = [pytest.mark.slow, pytest.mark.qe]
 
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 INPUT = """
 project: {{name: al}}

@@ -8,11 +8,11 @@ import hashlib
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from installed import mlip_auto
 from typer.testing import CliRunner
 
 from autopipe.cli import app
@@ -20,8 +20,6 @@ from autopipe.config import load_config
 from autopipe.database import DatabaseManager
 from autopipe.events import EventStore, fold, run_lock
 from autopipe.workflow import WorkflowManager
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 INPUT = """
 project: {name: emt_al}
@@ -35,11 +33,6 @@ selection: {max_per_generation: 2}
 loop: {max_generations: 1, dft_budget: 30, seed: 3}
 assess: {enabled: false}
 """
-
-
-def mlip_auto(*args: str) -> subprocess.CompletedProcess:
-    """The installed command in a process of its own: for runs that do work."""
-    return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 def refusal(*args: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import ase.db
 import pytest
 from ase.build import bulk
 from ase.io import write
+from installed import MLIP_AUTO, mlip_auto
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -27,7 +27,6 @@ from autopipe.progress import show_progress
 from autopipe.replay import state_summary
 from autopipe.report import build_report
 
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 ARTIFACTS = Path(os.environ.get("AUTOPIPE_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 INPUT = """
@@ -57,10 +56,6 @@ def write_input(folder: Path, assess: str = ASSESS) -> Path:
     path = folder / "input.yaml"
     path.write_text(INPUT.format(start=folder / "start.extxyz", assess=assess))
     return path
-
-
-def mlip_auto(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope="module")

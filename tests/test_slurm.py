@@ -19,13 +19,13 @@ from pathlib import Path
 
 import ase.db
 import pytest
+from installed import MLIP_AUTO
 
 from autopipe.executors.jobs import LEDGER
 from autopipe.executors.loader import SITE_DIRS
 
 pytestmark = pytest.mark.slow
 
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 EMT_INPUT = """
 project: {name: emt_al}

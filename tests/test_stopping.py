@@ -2,17 +2,15 @@
 set fixed across generations, and "no uncertain configurations" claimed only after a full exploration."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from installed import MLIP_AUTO
 
 from autopipe.config import load_config
 from autopipe.errors import ConfigError
 from autopipe.events import EventStore, fold
 from autopipe.workflow import WorkflowManager
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 INPUT = """
 project: {{name: emt_stop}}

@@ -2,17 +2,14 @@
 they are labelled and explored at constant volume even where the schedule says NPT."""
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from ase.build import bulk
+from installed import MLIP_AUTO
 
 from autopipe.apps.structures import GeneratorSettings, atoms_from_dict, has_vacuum, initial_structures
 from autopipe.events import EventStore, fold
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 
 def test_slabs_have_their_layers_their_vacuum_and_periodic_cells():

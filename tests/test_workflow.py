@@ -6,7 +6,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,13 +13,12 @@ import ase.db
 import pytest
 from ase.build import bulk
 from ase.io import read, write
+from installed import MLIP_AUTO, mlip_auto
 
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.config import load_config
 from autopipe.events import EventStore, fold, run_lock
 from autopipe.workflow import WorkflowManager
-
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
 INPUT = """
 project: {{name: emt_al}}
@@ -41,10 +39,6 @@ def write_input(folder: Path, structures: str = GENERATOR, max_failed: float = 0
     path = folder / "input.yaml"
     path.write_text(INPUT.format(structures=structures, max_failed=max_failed))
     return path
-
-
-def mlip_auto(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=600, check=False)
 
 
 def kinds(project: Path) -> list[str]:

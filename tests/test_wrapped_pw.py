@@ -11,19 +11,18 @@ of its whole process group does.
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from installed import MLIP_AUTO
 
 from autopipe.events import EventStore, fold
 
 pytestmark = [pytest.mark.slow, pytest.mark.qe,
               pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x not installed")]
 
-MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 INPUT = """
 project: {{name: al}}
 elements: [Al]
@@ -98,11 +97,15 @@ def test_ctrl_c_stops_the_run_and_the_programs_behind_a_wrapper(tmp_path, site):
     wrapper.chmod(0o755)
     (tmp_path / "input.yaml").write_text(INPUT.format(command=wrapper))
     pids = tmp_path / "programs.pids"
-    # Started as from a terminal: Ctrl-C's default disposition, even when pytest itself was started in the
-    # background with SIGINT ignored (which its children would inherit, and Python keeps).
-    run = subprocess.Popen([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", site],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Started as from a terminal, with Ctrl-C's default disposition even when pytest itself was started in
+    # the background with SIGINT ignored: an ignored signal stays ignored across exec (and Python keeps it
+    # so), a handled one is reset to the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        run = subprocess.Popen([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", site],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 120
         while not (pids.exists() and len(pids.read_text().split()) >= 2):  # both workers' labels running
