@@ -410,7 +410,7 @@ def run_case(system: System, seed: int, size: Size, selection: str, a0: float, t
     for g in generations:
         g.update(evaluate(Path(g["potential"]), g["reference"], test, eos_cell))
     training, elements = totals.pop("training"), list(system.elements)  # the loop's expanded settings
-    sizes = sorted({g["labels"] for g in generations} | {n for n in size.random_grid if n <= size.dft_budget})
+    sizes = sorted({g["labels"] for g in generations} | set(size.random_grid))
     shuffled = random_frames(candidates, system, seed)
     random = []
     for n in sizes:
@@ -544,6 +544,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="training.accuracy: the radial and angular basis (the quickstart's: fast)")
     parser.add_argument("--lean-start", action="store_true",
                         help="8 starting structures (13 for the alloy) instead of 22; random measured from 10 labels")
+    parser.add_argument("--random-to", type=int, default=None,
+                        help="random picks up to this many labels (default: the loop's budget); the last is "
+                             "random's 'converged' error")
     parser.add_argument("--surfaces", action="store_true",
                         help="a (100) slab in the loop's starting set (the test set's slab is (111))")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
@@ -557,6 +560,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = QUICK if args.quick else FULL
     if args.lean_start:
         size = replace(size, random_grid=tuple(sorted({*LEAN_GRID, *size.random_grid})))
+    if args.random_to:
+        extra = range(size.dft_budget + 20, args.random_to + 1, 20)
+        size = replace(size, random_grid=tuple(sorted({n for n in size.random_grid if n <= args.random_to}
+                                                      | {*extra, args.random_to})))
     training = {**TRAINING, "functions_per_element": args.functions, "accuracy": args.accuracy}
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
