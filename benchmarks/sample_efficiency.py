@@ -53,6 +53,7 @@ from autopipe.events import EventStore, fold
 MLIP_AUTO = Path(sys.executable).parent / "mlip-auto"
 NAMESPACE = uuid.UUID("0b7e55f4-3c1d-4c8e-9a0e-5e1f2a6d9c3b")
 CLOSE_ENOUGH = 1.05  # "within 5 % of random's converged test force RMSE"
+CATEGORIES = ("MD 0.97 a0", "MD 1.00 a0", "MD 1.03 a0", "vacancy", "(111) slab")  # of the held-out set
 TEST_SEED = 12345  # the test set is the same for every run of a system
 
 # The quickstart's basis (examples/quickstart/input.yaml); the rest of the loop's input per size below.
@@ -521,6 +522,14 @@ def tables(results: dict[str, Any]) -> str:
             f"{fmt(s['loop_max_force_rmse_mev_a'])} | {eos_text(s['loop_final_eos'])}; "
             f"{eos_text(s['random_same_labels_eos'])} | {fmt(s['md_steps_per_label'])} |"
         )
+    lines += ["", "Test force RMSE (meV/A) per category at the loop's final label count, loop / random:", "",
+              "| system | seed | labels | " + " | ".join(CATEGORIES) + " |", "|---|---|---|" + "---|" * len(CATEGORIES)]
+    for case in results["cases"]:
+        final = case["loop"][-1]
+        same = next(r for r in case["random"] if r["labels"] == final["labels"])
+        cells = [f"{fmt(final['by_category'][c]['force_rmse_mev_a'])} / {fmt(same['by_category'][c]['force_rmse_mev_a'])}"
+                 for c in CATEGORIES]
+        lines.append(f"| {case['system']} | {case['seed']} | {final['labels']} | " + " | ".join(cells) + " |")
     if results.get("nonlinear"):
         lines += ["", "| data | labels | fit | test F meV/A | test E meV/atom | a0 / B error % | fit s |",
                   "|---|---|---|---|---|---|---|"]
@@ -556,7 +565,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workdir", type=Path, help="where the projects and fits go (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=Path("docs/sample_efficiency"),
                         help="results_<method>.json and the PNGs go here")
+    parser.add_argument("--report", type=Path, help="print the tables of this results file and stop")
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads(args.report.read_text())
+        print(tables(results))
+        return results
     size = QUICK if args.quick else FULL
     if args.lean_start:
         size = replace(size, random_grid=tuple(sorted({*LEAN_GRID, *size.random_grid})))
