@@ -186,19 +186,23 @@ def aimed_walkers(config: SystemConfig, assessment: dict[str, Any]) -> list[dict
     walkers: list[dict[str, Any]] = []
     failed = set(assessment["failing"])
     if failed & {"eos", "elastic"}:
-        walkers += [_walker(cell, cold, p) for p in (-pressure, pressure)]
+        walkers += [_walker(cell, cold, p, "the assessed crystal at DFT's V0") for p in (-pressure, pressure)]
     if "md_forces" in failed:
-        walkers += [_walker(cell, hot, None), _walker(cell, hot, 0.0)]
+        walkers += [_walker(cell, hot, p, "the assessed crystal at DFT's V0") for p in (None, 0.0)]
     if "phonons" in failed:
-        walkers.append(_walker(crystal.primitive.repeat(config.assess.phonon_supercell), cold, None))
+        walkers.append(_walker(crystal.primitive.repeat(config.assess.phonon_supercell), cold, None,
+                               "the phonon supercell"))
     if "vacancy" in failed:
         defect = cell.copy()
         del defect[0]
-        walkers.append(_walker(defect, cold, None))
+        walkers.append(_walker(defect, cold, None, "the vacancy cell"))
     return walkers
 
 
-def _walker(atoms: Atoms, temperature: float, pressure: float | None) -> dict[str, Any]:
+def _walker(atoms: Atoms, temperature: float, pressure: float | None, start: str) -> dict[str, Any]:
+    """One aimed walker; its start is named in its task's label ("... from the phonon supercell")."""
+    atoms = atoms.copy()
+    atoms.info["source"] = start
     return {"structure": atoms_to_dict(atoms), "temperature": temperature, "pressure": pressure}
 
 

@@ -430,7 +430,7 @@ class WorkflowManager:
             if self.config.exploration.engine == "lammps":  # an operational input: not part of the key
                 kwargs["lammps_command"] = self.lammps_command
             ensemble = "NVT" if walker["pressure"] is None else f"NPT {walker['pressure']:g} GPa"
-            start = walker["structure"]["info"].get("source") or walker["structure"]["info"].get("uuid", "?")
+            start = walker["structure"]["info"].get("source") or walker["structure"]["info"]["uuid"]
             specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}, "
                                               f"from {start}",
                           "kwargs": kwargs, "task_dir": task_dir})

@@ -522,13 +522,14 @@ def tables(results: dict[str, Any]) -> str:
             f"{fmt(s['loop_max_force_rmse_mev_a'])} | {eos_text(s['loop_final_eos'])}; "
             f"{eos_text(s['random_same_labels_eos'])} | {fmt(s['md_steps_per_label'])} |"
         )
+    present = [c for c in CATEGORIES if all(c in case["loop"][-1]["by_category"] for case in results["cases"])]
     lines += ["", "Test force RMSE (meV/A) per category at the loop's final label count, loop / random:", "",
-              "| system | seed | labels | " + " | ".join(CATEGORIES) + " |", "|---|---|---|" + "---|" * len(CATEGORIES)]
+              "| system | seed | labels | " + " | ".join(present) + " |", "|---|---|---|" + "---|" * len(present)]
     for case in results["cases"]:
         final = case["loop"][-1]
         same = next(r for r in case["random"] if r["labels"] == final["labels"])
         cells = [f"{fmt(final['by_category'][c]['force_rmse_mev_a'])} / {fmt(same['by_category'][c]['force_rmse_mev_a'])}"
-                 for c in CATEGORIES]
+                 for c in present]
         lines.append(f"| {case['system']} | {case['seed']} | {final['labels']} | " + " | ".join(cells) + " |")
     if results.get("nonlinear"):
         lines += ["", "| data | labels | fit | test F meV/A | test E meV/atom | a0 / B error % | fit s |",

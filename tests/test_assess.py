@@ -281,7 +281,8 @@ def test_a_failed_verdict_sends_walkers_aimed_at_it(tmp_path):
     assert not first["usable"] and first["round"] == 0
     aimed = [t for t in state.tasks.values() if t.kind == "explore" and "NPT" in t.label]
     assert {t.label.split("NPT ")[1] for t in aimed} == {
-        f"{p:g} GPa" for p in (-first["rows"][1]["dft"] * 0.06, first["rows"][1]["dft"] * 0.06)
+        f"{p:g} GPa, from the assessed crystal at DFT's V0"
+        for p in (-first["rows"][1]["dft"] * 0.06, first["rows"][1]["dft"] * 0.06)
     }
     assert state.structures[first["generation"] + 1].get("aimed"), "the aimed round selected nothing"
     assert len(state.assessments) == 2 and state.assessments[1]["round"] == 1
