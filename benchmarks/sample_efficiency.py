@@ -47,7 +47,7 @@ from autopipe.apps.explore.settings import ExplorationSettings
 from autopipe.apps.select.settings import Method, SelectionSettings
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.apps.structures.generate import initial_structures
-from autopipe.apps.train import fit
+from autopipe.apps.train import TrainingFailure, fit
 from autopipe.events import EventStore, fold
 
 MLIP_AUTO = Path(sys.executable).parent / "mlip-auto"
@@ -413,13 +413,18 @@ def run_case(system: System, seed: int, size: Size, selection: str, a0: float, t
     training, elements = totals.pop("training"), list(system.elements)  # the loop's expanded settings
     sizes = sorted({g["labels"] for g in generations} | set(size.random_grid))
     shuffled = random_frames(candidates, system, seed)
-    random = []
+    random, unfittable = [], []
     for n in sizes:
-        fitted = fit_frames(shuffled[:n], training, elements, folder / "random" / f"n{n:03d}")
+        try:
+            fitted = fit_frames(shuffled[:n], training, elements, folder / "random" / f"n{n:03d}")
+        except TrainingFailure as err:  # e.g. 10 alloy cells: fewer atoms of an element than functions
+            unfittable.append({"labels": n, "kind": err.kind, "message": str(err).splitlines()[0]})
+            continue
         random.append({"labels": n, "fit_s": fitted["fit_s"],
                        **evaluate(Path(fitted["potential"]), fitted["reference"], test, eos_cell)})
     return {"system": system.name, "seed": seed, "selection": selection, "loop_wall_s": loop_wall,
-            "a0": a0, "training": training, "loop": generations, "random": random, "totals": totals,
+            "a0": a0, "training": training, "loop": generations, "random": random, "random_unfittable": unfittable,
+            "totals": totals,
             "summary": summarise(generations, random, totals)}
 
 
