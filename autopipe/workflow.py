@@ -456,16 +456,17 @@ class WorkflowManager:
         A start with vacuum (a slab) runs NVT at its slot's temperature: a barostat would close the gap.
         Validation structures are not starts: outside the active set, a walker from one can halt at its
         first frame, which is labelled already, and the generation would learn nothing."""
-        labelled = [self.db.get(uuid) for uuid in sorted(r.label for r in self.run_state.labels_done())]
+        labelled = sorted(r.label for r in self.run_state.labels_done())
+        starting = {uuid for uuids in self.run_state.structures.get(0, {}).values() for uuid in uuids}
         training = self.config.training
-        held_out = validation_mask([a.info["uuid"] for a in labelled], training.test_fraction, training.seed,
-                                   starting=[a.info["generation"] == 0 for a in labelled])
-        starts = [a for a, out in zip(labelled, held_out, strict=True) if not out] or labelled
+        held_out = validation_mask(labelled, training.test_fraction, training.seed,
+                                   starting=[uuid in starting for uuid in labelled])
+        starts = [uuid for uuid, out in zip(labelled, held_out, strict=True) if not out] or labelled
         schedule = self.config.exploration.schedule()
         offset = generation * len(schedule)
         walkers = []
         for i, (temperature, pressure) in enumerate(schedule):
-            atoms = starts[(offset + i) % len(starts)]
+            atoms = self.db.get(starts[(offset + i) % len(starts)])
             walkers.append({"structure": atoms_to_dict(atoms), "temperature": temperature,
                             "pressure": None if has_vacuum(atoms) else pressure})
         return walkers

@@ -33,19 +33,24 @@ def random_decoration(atoms: Atoms, occupation: dict[str, float], rng: np.random
     return decorated
 
 
-def sqs_decoration(cell: Atoms, prototype: dict[str, Any], occupation: dict[str, float], seed: int) -> Atoms:
+def sqs_decoration(cell: Atoms, space: Any, occupation: dict[str, float], seed: int) -> Atoms:
     """`cell` (an unperturbed supercell of the prototype) decorated as an SQS by icet's simulated annealing
-    against the random alloy's cluster vector (pairs to second neighbours, nearest-neighbour triplets)."""
-    from icet import ClusterSpace  # imported here: a second or more, and only alloys need it
+    against the random alloy's cluster vector in `space` (`sqs_cluster_space`)."""
     from icet.tools.structure_generation import generate_sqs_from_supercells
 
-    primitive = bulk(**prototype)
-    nearest = float(np.sort(primitive.repeat(2).get_all_distances(mic=True)[0])[1])
-    elements = sorted(occupation)
-    space = ClusterSpace(primitive, cutoffs=[PAIR_CUTOFF * nearest, TRIPLET_CUTOFF * nearest],
-                         chemical_symbols=[elements])
     exact = {el: n / len(cell) for el, n in counts(len(cell), occupation).items()}
     sqs = generate_sqs_from_supercells(space, [cell], target_concentrations=exact, random_seed=seed)
     decorated = cell.copy()
     decorated.set_chemical_symbols(sqs.get_chemical_symbols())
     return decorated
+
+
+def sqs_cluster_space(prototype: dict[str, Any], occupation: dict[str, float]) -> Any:
+    """icet's cluster space of the prototype's lattice: pairs to second neighbours, nearest-neighbour
+    triplets; built once per generator, shared by its SQS cells."""
+    from icet import ClusterSpace  # imported here: a second or more, and only alloys need it
+
+    primitive = bulk(**prototype)
+    nearest = float(np.sort(primitive.repeat(2).get_all_distances(mic=True)[0])[1])
+    return ClusterSpace(primitive, cutoffs=[PAIR_CUTOFF * nearest, TRIPLET_CUTOFF * nearest],
+                        chemical_symbols=[sorted(occupation)])

@@ -14,7 +14,7 @@ from ase.build import bulk, surface
 
 from autopipe.errors import ConfigError
 
-from .alloys import random_decoration, sqs_decoration
+from .alloys import random_decoration, sqs_cluster_space, sqs_decoration
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 
@@ -85,12 +85,13 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
     ideal = prototype_cell(gen)
     name = f"{gen.prototype}-{gen.formula}" if not gen.occupation else f"{gen.prototype}-{_composition(gen)}"
     rng = np.random.default_rng(seed)
+    space = sqs_cluster_space(_bulk_arguments(gen), gen.occupation) if gen.sqs and gen.occupation else None
 
     def decorated(cell: Atoms, bulk_cell: bool = True) -> Atoms:
         if not gen.occupation:
             return cell.copy()
-        if gen.sqs and bulk_cell:
-            return sqs_decoration(cell, _bulk_arguments(gen), gen.occupation, int(rng.integers(2**31)))
+        if space is not None and bulk_cell:
+            return sqs_decoration(cell, space, gen.occupation, int(rng.integers(2**31)))
         return random_decoration(cell, gen.occupation, rng)
 
     structures = [_with_source(decorated(ideal), f"{name} ideal")] if gen.include_ideal else []
