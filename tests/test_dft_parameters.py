@@ -150,3 +150,11 @@ def test_pw_input_keys_are_stored_as_pw_x_reads_them_and_twins_are_refused():
     assert settings.pw_input == {"electrons": {"mixing_mode": "local-TF", "mixing_ndim": 4}}
     with pytest.raises(ValidationError, match="mixing_mode is given twice"):
         DFTSettings(pw_input={"electrons": {"mixing_mode": "plain", "MIXING_MODE ": "local-TF"}})
+
+
+@pytest.mark.parametrize(("repeat", "nbnd"), [((1, 1, 1), 10), ((2, 1, 1), 18), ((2, 2, 1), 36)])
+def test_enough_bands_that_thermal_frames_of_a_metal_run_once(repeat, nbnd):
+    """Al has 3 valence electrons: 4, 8 and 16 atoms hold 6, 12 and 24 occupied bands."""
+    params = choose(bulk("Al", cubic=True) * repeat)
+    assert params["nbnd"] == nbnd
+    assert params["rules"]["nbnd"].startswith("max(1.5 x ")

@@ -116,6 +116,7 @@ MOMENT_WHEN_SPIN_ON = 1.0  # for elements outside the table when spin is forced 
 
 VACUUM_GAP = 6.0  # Angstrom: a direction with an empty slab this thick gets a single k-point
 MIXING_BETA_FLOOR = 0.1
+BAND_FACTOR, EXTRA_BANDS = 1.5, 4  # nbnd = max(1.5 x occupied, occupied + 4) (_bands)
 
 
 def vacuum_directions(atoms: Atoms, gap: float = VACUUM_GAP) -> list[bool]:
@@ -185,6 +186,18 @@ def _spin(atoms: Atoms, settings: DFTSettings, headers: dict[str, UPFHeader]) ->
     return {"nspin": 2, "starting_magnetization": fractions}, why
 
 
+def _bands(atoms: Atoms, headers: dict[str, UPFHeader]) -> tuple[int, str]:
+    """Enough bands that the highest stays empty in thermal frames of metals, so pw.x runs once.
+
+    pw.x's own default (20% above the occupied count, at least 4 more) left the top band of 8- and 16-atom
+    Al frames holding 0.02-0.99 electrons at some k-point: every such label and MD-check reference ran
+    twice (the `more_bands` handler). Empty bands cost far less than a second attempt.
+    """
+    occupied = sum(headers[symbol].z_valence for symbol in atoms.get_chemical_symbols()) / 2
+    nbnd = max(math.ceil(BAND_FACTOR * occupied), math.ceil(occupied) + EXTRA_BANDS)
+    return nbnd, f"max({BAND_FACTOR} x {occupied:g} occupied bands, occupied + {EXTRA_BANDS})"
+
+
 def choose_qe_parameters(
     atoms: Atoms, settings: DFTSettings, headers: dict[str, UPFHeader]
 ) -> dict[str, Any]:
@@ -199,6 +212,7 @@ def choose_qe_parameters(
         + (f"; 1 along vacuum direction(s) {[i for i, v in enumerate(vacuum) if v]}" if any(vacuum) else "")
     )
     spin, rules["nspin"] = _spin(atoms, settings, headers)
+    nbnd, rules["nbnd"] = _bands(atoms, headers)
     per_atom = settings.conv_thr or preset.conv_thr_per_atom
     rules["degauss"] = "dft.degauss" if settings.degauss else f"{settings.accuracy} preset"
     rules["conv_thr"] = f"{per_atom:g} Ry/atom x {len(atoms)} atoms"
@@ -217,7 +231,7 @@ def choose_qe_parameters(
         "mixing_beta": settings.mixing_beta,
         "electron_maxstep": settings.electron_maxstep,
         "diagonalization": "david",
-        "nbnd": None,
+        "nbnd": nbnd,
         "pw_input": settings.pw_input,
         "pseudo_dir": str(settings.pseudo_dir),
         "pseudopotentials": {el: h.file for el, h in sorted(headers.items())},
