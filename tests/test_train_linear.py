@@ -169,3 +169,19 @@ def test_validation_set_stays_fixed_across_generations(tmp_path):
     assert names(gen1, "validation") <= names(gen2, "validation")
     assert not names(gen1, "train") & names(gen2, "validation")
     assert gen2["n_train"] + gen2["n_validation"] == 45
+
+
+def test_the_switch_to_the_core_is_smooth_down_to_an_angstrom_below_the_data(al_fit):
+    """A pair pushed from the shortest training distance to 1 A closer, in 0.02 A steps: the force never
+    jumps. With pyace's 0.1 A switch it jumped by 47 eV/A in one step, 0.5 A below the data (issue 8)."""
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 1))
+    atoms.calc = PyACECalculator(al_fit["potential"])
+    neighbour = atoms.positions[1] - atoms.positions[0]
+    along = neighbour / np.linalg.norm(neighbour)
+    start = atoms.positions[0].copy()
+    forces = []
+    for closer in np.arange(0.0, 1.0001, 0.02):
+        atoms.positions[0] = start + along * (np.linalg.norm(neighbour) - shortest_training_distance(al_fit) + closer)
+        forces.append(atoms.get_forces()[0] @ along)
+    assert forces[-1] < forces[0] < 0  # pushed towards atom 1, atom 0 is pushed back, harder when closer
+    assert np.abs(np.diff(forces)).max() < 15.0
