@@ -110,14 +110,20 @@ def test_potential_has_a_zbl_core_half_an_angstrom_below_the_shortest_training_d
     assert block.r_in == pytest.approx(shortest_training_distance(al_fit) - CORE_MARGIN, abs=1e-3)
 
 
+def cell_with_pair_at(distance: float):
+    """16 fcc Al atoms (a = 4.05 A) with atom 0 moved along the bond to atom 1 until they are `distance` apart."""
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 1))
+    neighbour = atoms.positions[1] - atoms.positions[0]
+    atoms.positions[0] += neighbour / np.linalg.norm(neighbour) * (np.linalg.norm(neighbour) - distance)
+    return atoms
+
+
 @pytest.mark.parametrize("closer", [0.1, 0.2, 0.3])
 def test_no_force_spike_on_pairs_a_little_closer_than_the_data(al_fit, closer):
     """Thermal MD reaches pairs a few tenths of an A closer than the training data; a core starting at the
     shortest distance gave forces of eV/A there (issue 8). Now the forces stay close to the reference's."""
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 1))
-    neighbour = atoms.positions[1] - atoms.positions[0]
     target = shortest_training_distance(al_fit) - closer
-    atoms.positions[0] += neighbour / np.linalg.norm(neighbour) * (np.linalg.norm(neighbour) - target)
+    atoms = cell_with_pair_at(target)
     assert atoms.get_all_distances(mic=True)[0, 1] == pytest.approx(target)
     reference = atoms.copy()
     reference.calc = EMT()
@@ -174,14 +180,13 @@ def test_validation_set_stays_fixed_across_generations(tmp_path):
 def test_the_switch_to_the_core_is_smooth_down_to_an_angstrom_below_the_data(al_fit):
     """A pair pushed from the shortest training distance to 1 A closer, in 0.02 A steps: the force never
     jumps. With pyace's 0.1 A switch it jumped by 47 eV/A in one step, 0.5 A below the data (issue 8)."""
-    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 1))
-    atoms.calc = PyACECalculator(al_fit["potential"])
-    neighbour = atoms.positions[1] - atoms.positions[0]
-    along = neighbour / np.linalg.norm(neighbour)
-    start = atoms.positions[0].copy()
+    calc = PyACECalculator(al_fit["potential"])
+    shortest = shortest_training_distance(al_fit)
     forces = []
     for closer in np.arange(0.0, 1.0001, 0.02):
-        atoms.positions[0] = start + along * (np.linalg.norm(neighbour) - shortest_training_distance(al_fit) + closer)
-        forces.append(atoms.get_forces()[0] @ along)
+        atoms = cell_with_pair_at(shortest - closer)
+        atoms.calc = calc
+        along = atoms.positions[1] - atoms.positions[0]
+        forces.append(atoms.get_forces()[0] @ along / np.linalg.norm(along))
     assert forces[-1] < forces[0] < 0  # pushed towards atom 1, atom 0 is pushed back, harder when closer
     assert np.abs(np.diff(forces)).max() < 15.0
