@@ -1,6 +1,7 @@
 """The installed `mlip-auto` command, run as a user runs it: in a process of its own, output captured."""
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -9,33 +10,33 @@ from pathlib import Path
 
 MLIP_AUTO = str(Path(sys.executable).parent / "mlip-auto")
 
+#: Runs argv[2:] and writes its peak resident memory (KiB) to argv[1]. A process started straight from
+#: the test session would be charged the session's own memory: Linux folds the parent's high-water mark
+#: into the child's at exec. This small interpreter in between is what the command is forked from.
+_PEAK = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
 
 def mlip_auto(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def mlip_auto_measured(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess, float, int]:
-    """`mlip_auto` plus its wall seconds and its own peak resident memory in bytes.
-
-    The peak comes from `wait4` on this one process (and what it waited for), not from
-    `RUSAGE_CHILDREN`, which keeps the largest child the test session ever reaped.
-    """
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """`mlip_auto` plus its wall seconds and its own peak resident memory in bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
         start = time.monotonic()
-        process = subprocess.Popen([MLIP_AUTO, *args], stdout=out, stderr=err)
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - start > timeout:
-                process.kill()
-                os.wait4(process.pid, 0)
-                process.returncode = -9
-                raise subprocess.TimeoutExpired(process.args, timeout)
-            time.sleep(0.02)
+        process = subprocess.Popen([sys.executable, "-c", _PEAK, str(peak), MLIP_AUTO, *args], text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
         seconds = time.monotonic() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(process.args, process.returncode, out.read().decode(), err.read().decode())
-    return result, seconds, usage.ru_maxrss * 1024
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err), seconds, int(peak.read_text()) * 1024
