@@ -37,7 +37,8 @@ INPUT = """
 project: {{name: emt_al}}
 elements: [Al]
 structures:
-  generator: {{prototype: fcc, cubic: true, rattled: 6, strained: {strained}, scaled: {scaled}, max_volume_change: 0.1}}
+  generator: {{prototype: fcc, cubic: true, rattled: 6, rattle_stdev: 0.05, max_rattle_stdev: 0.05, strained: {strained},
+              scaled: {scaled}, max_volume_change: 0.1}}
 dft: {{engine: emt}}
 training: {{mode: linear, accuracy: fast, functions_per_element: 16}}
 exploration: {{temperatures: [300], steps: 100, check_interval: 10, gamma_select: {gamma_select}, gamma_halt: 50.0,

@@ -136,6 +136,12 @@ def test_only_true_and_false_are_booleans_so_spin_off_means_off(tmp_path):
     assert config.dft.spin == "off" and config.structures.generator.cubic is False
 
 
+def test_a_rattle_above_the_largest_rattle_names_both_keys(tmp_path):
+    path = write_input(tmp_path, structures={"generator": {"prototype": "fcc", "rattle_stdev": 0.3}})
+    with pytest.raises(ConfigError, match=r"structures\.generator.*max_rattle_stdev 0\.2 is below rattle_stdev 0\.3"):
+        load_config(path)
+
+
 def test_all_errors_of_a_file_come_in_one_message(tmp_path):
     path = write_input(tmp_path, training={"cutoff": -1, "mode": "deep"}, loop={"dft_budget": 0})
     with pytest.raises(ConfigError) as caught:

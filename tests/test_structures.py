@@ -57,14 +57,20 @@ def test_same_seed_same_structures_other_seed_other_structures():
     assert not np.allclose(first[-1].cell, other[-1].cell)
 
 
-def test_rattle_displacements_have_the_requested_spread_and_keep_the_cell():
-    frames = generate(supercell=[3, 3, 3], rattled=2, strained=0, rattle_stdev=0.1)
+def test_rattled_copies_spread_evenly_from_rattle_stdev_to_max_rattle_stdev_and_keep_the_cell():
+    frames = generate(supercell=[3, 3, 3], rattled=3, strained=0, rattle_stdev=0.05, max_rattle_stdev=0.15)
     ideal = frames[0]
-    for rattled in frames[1:]:
+    for rattled, stdev in zip(frames[1:], [0.05, 0.10, 0.15], strict=True):
         displacement = rattled.positions - ideal.positions
-        assert displacement.std() == pytest.approx(0.1, rel=0.15)  # 324 Gaussian samples
-        assert np.abs(displacement.mean()) < 0.02
+        assert displacement.std() == pytest.approx(stdev, rel=0.15)  # 324 Gaussian samples
+        assert np.abs(displacement.mean()) < 0.2 * stdev
         assert np.array_equal(rattled.cell, ideal.cell)
+
+
+def test_equal_rattle_bounds_give_every_copy_the_same_spread():
+    frames = generate(supercell=[3, 3, 3], rattled=2, strained=0, rattle_stdev=0.1, max_rattle_stdev=0.1)
+    for rattled in frames[1:]:
+        assert (rattled.positions - frames[0].positions).std() == pytest.approx(0.1, rel=0.15)
 
 
 def test_strain_is_symmetric_bounded_and_keeps_fractional_positions():

@@ -95,9 +95,10 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         return random_decoration(cell, gen.occupation, rng)
 
     structures = [_with_source(decorated(ideal), f"{name} ideal")] if gen.include_ideal else []
-    for copy in range(1, gen.rattled + 1):
+    amplitudes = np.linspace(gen.rattle_stdev, gen.max_rattle_stdev, gen.rattled)
+    for copy, stdev in enumerate(amplitudes, start=1):
         atoms = decorated(ideal)
-        atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
+        atoms.positions += rng.normal(0.0, stdev, size=atoms.positions.shape)
         structures.append(_with_source(atoms, f"{name} rattled {copy}"))
     for copy in range(1, gen.strained + 1):
         strain = rng.uniform(-gen.max_strain, gen.max_strain, size=(3, 3))

@@ -67,7 +67,10 @@ class GeneratorSettings(BaseModel):
     supercell: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 1, 1)
     include_ideal: bool = True
     rattled: NonNegativeInt = Field(4, description="copies with Gaussian displacements")
-    rattle_stdev: float = Field(0.05, gt=0, le=0.5, description="Angstrom, per Cartesian component")
+    rattle_stdev: float = Field(0.1, gt=0, le=0.5, description="Angstrom, per Cartesian component")
+    max_rattle_stdev: float = Field(
+        0.2, gt=0, le=0.5, description="Angstrom; the rattled copies' stdevs spread evenly up to this"
+    )
     strained: NonNegativeInt = Field(2, description="copies with a random symmetric strain")
     max_strain: float = Field(0.03, gt=0, le=0.2, description="largest strain component")
     scaled: NonNegativeInt = Field(
@@ -103,6 +106,12 @@ class GeneratorSettings(BaseModel):
             raise ValueError(
                 f"formula {self.formula!r} does not fit prototype {self.prototype}, "
                 f"which needs a formula of {size} atom(s)"
+            )
+        if self.max_rattle_stdev < self.rattle_stdev:
+            raise ValueError(
+                f"max_rattle_stdev {self.max_rattle_stdev} is below rattle_stdev {self.rattle_stdev}: the rattled "
+                "copies' displacements spread evenly from rattle_stdev up to max_rattle_stdev, so set "
+                f"max_rattle_stdev to at least {self.rattle_stdev} (equal: every copy at rattle_stdev)."
             )
         if self.c is not None and self.prototype not in NON_CUBIC:
             raise ValueError(f"c is only used for hcp and wurtzite, not {self.prototype}")
