@@ -7,6 +7,9 @@ functions per element and measures each fit on the same held-out set, to see whe
 with the data would keep the first potential under the 100 meV/A bound. The fit holds out validation
 cells as the loop's does (at least one starting cell).
 
+It also varies what the fit is given: the rattle of the starting cells (`--rattle`, `--max-rattle`; default:
+the product generator's) and the ridge penalty (`--l2`).
+
     .venv/bin/python benchmarks/first_potential.py [--systems Al Cu] [--seeds 0 1 2] [--functions 150 100 60 30]
 """
 
@@ -48,6 +51,12 @@ def main() -> None:
                         help="A between the data's shortest pair and the ZBL core (the trainer's CORE_MARGIN)")
     parser.add_argument("--core-width", type=float, default=linear.CORE_WIDTH,
                         help="A over which ACE switches to ZBL (the trainer's CORE_WIDTH)")
+    parser.add_argument("--l2", type=float, default=None,
+                        help="ridge alpha (training.l2_coeff); default: the product's")
+    parser.add_argument("--rattle", type=float, default=None,
+                        help="rattle_stdev of the lean start (A); default: the benchmark's lean start")
+    parser.add_argument("--max-rattle", type=float, default=None,
+                        help="max_rattle_stdev of the lean start (A): rattled copies spread up to it")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     linear.CORE_MARGIN, linear.CORE_WIDTH = args.core_margin, args.core_width  # what-if: the trainer reads these
@@ -59,12 +68,19 @@ def main() -> None:
             a0 = emt_a0(system, FULL)
             test = held_out_set(system, a0, FULL)
             eos_cell = ideal_cell(system, a0, FULL.supercell, np.random.default_rng(0))
+            generator = lean_start(system)
+            if args.rattle is not None:
+                generator["rattle_stdev"] = args.rattle
+            if args.max_rattle is not None:
+                generator["max_rattle_stdev"] = args.max_rattle
             for seed in args.seeds:
                 cells = [labelled(s, category="start", config_type="initial", generation=0,
                                   uuid=str(uuid.uuid5(NAMESPACE, f"{name}/first/{seed}/{i}")))
-                         for i, s in enumerate(starting_structures(system, a0, FULL, lean_start(system), seed))]
+                         for i, s in enumerate(starting_structures(system, a0, FULL, generator, seed))]
                 for functions in args.functions:
                     training = {**TRAINING, "accuracy": args.accuracy, "functions_per_element": functions}
+                    if args.l2 is not None:
+                        training["l2_coeff"] = args.l2
                     workdir = Path(tmp) / f"{name}_{seed}_{functions}"
                     try:
                         fitted = fit_frames(cells, training, list(system.elements), workdir)
