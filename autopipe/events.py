@@ -127,6 +127,7 @@ class ExplorationFinished(_Payload):
     halted: int
     round: int = 0  # 0: the generation's own exploration; r: aimed at the r-th failed assessment
     candidates: list[str] = []  # the walkers' candidate files, relative to the project
+    continuations: list[str | None] = []  # per walker, in schedule order: its last trusted frame (or None)
 
 
 class SelectionMade(_Payload):

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ase import Atoms
+from ase.io import read
+
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict, has_vacuum
@@ -447,12 +450,15 @@ class WorkflowManager:
                 "max_gamma": max(gammas) if gammas else None,
                 "halted": sum(o["status"] == "halted" for o in finished),
                 "candidates": sorted(o["candidates"] for o in finished),
+                "continuations": [outcomes[spec["key"]].get("last_trusted") for spec in specs],
             })
         self.enter(self.machine.explored())
 
     def regular_walkers(self, generation: int) -> list[dict[str, Any]]:
         """The exploration schedule's walkers, each starting from the next labelled structure in turn, so
         successive generations start from every labelled structure (initial and selected) rather than two.
+        With `continue_walkers`, a walker whose predecessor (same slot, previous generation's own exploration)
+        ended with a trusted frame continues from that frame instead, so trajectories grow across generations.
         A start with vacuum (a slab) runs NVT at its slot's temperature: a barostat would close the gap.
         Validation structures are not starts: outside the active set, a walker from one can halt at its
         first frame, which is labelled already, and the generation would learn nothing."""
@@ -464,12 +470,31 @@ class WorkflowManager:
         starts = [uuid for uuid, out in zip(labelled, held_out, strict=True) if not out] or labelled
         schedule = self.config.exploration.schedule()
         offset = generation * len(schedule)
+        continued = self.continuations(generation, len(schedule))
         walkers = []
         for i, (temperature, pressure) in enumerate(schedule):
-            atoms = self.db.get(starts[(offset + i) % len(starts)])
+            atoms = continued[i] or self.db.get(starts[(offset + i) % len(starts)])
             walkers.append({"structure": atoms_to_dict(atoms), "temperature": temperature,
                             "pressure": None if has_vacuum(atoms) else pressure})
         return walkers
+
+    def continuations(self, generation: int, n_walkers: int) -> list[Atoms | None]:
+        """Per schedule slot, the frame the previous generation's walker last trusted, when walkers continue
+        and that generation ran the same schedule (not an aimed round); None where a slot starts afresh."""
+        previous = self.run_state.explorations.get(generation - 1, {})
+        paths = previous.get("continuations") or []
+        if not self.config.exploration.continue_walkers or previous.get("round") != 0 or len(paths) != n_walkers:
+            return [None] * n_walkers
+        frames: list[Atoms | None] = []
+        for slot, path in enumerate(paths):
+            if path is None:
+                frames.append(None)
+                continue
+            frame = read(self.project.root / path, format="extxyz")
+            atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
+            atoms.info["source"] = f"walker {slot} of generation {generation - 1}, step {frame.info['step']}"
+            frames.append(atoms)
+        return frames
 
     def stage_select(self, generation: int) -> None:
         """Pick the next generation's structures from the walkers' candidates, within the DFT budget and

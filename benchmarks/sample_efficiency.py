@@ -607,6 +607,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "random's 'converged' error")
     parser.add_argument("--surfaces", action="store_true",
                         help="a (100) slab in the loop's starting set (the test set's slab is (111))")
+    parser.add_argument("--continue-walkers", action="store_true",
+                        help="exploration.continue_walkers: each walker continues its predecessor's trajectory")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
     parser.add_argument("--nonlinear", action="store_true",
                         help="also fit nonlinear Pacemaker (tensorpot) on the first system and seed")
@@ -637,6 +639,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.systems:
             system = SYSTEMS[name]
             sized = replace(size, generator=lean_start(system, args.cold_rattle)) if args.lean_start else size
+            if args.continue_walkers:
+                sized = replace(sized, exploration={**sized.exploration, "continue_walkers": True})
             if args.surfaces:
                 sized = replace(sized, generator={**sized.generator, "surfaces": [[1, 0, 0]], "slab_layers": 2})
             a0 = emt_a0(system, size)

@@ -42,6 +42,8 @@ def test_cold_walker_on_training_like_cell_finds_nothing(potential, tmp_path):
     log = gamma_log(tmp_path)
     assert log["step"].tolist() == list(range(0, 301, 10))
     assert log["max_gamma"].max() == pytest.approx(result["max_gamma"], rel=1e-5)
+    [last] = read_candidates(result["last_trusted"])  # the next generation may continue from here
+    assert last.info["step"] == 300 and last.info["max_gamma"] < 3 and len(last) == 4
     json.dumps(result)
 
 
@@ -65,6 +67,8 @@ def test_hot_supercell_collects_candidates_and_halts(potential, tmp_path):
     assert gammas == sorted(gammas, reverse=True) and min(gammas) >= 3
     assert frames[0].info["step"] == result["steps_done"]  # the halting frame is kept
     assert frames[0].info["max_gamma"] == pytest.approx(result["max_gamma"])
+    [last] = read_candidates(result["last_trusted"])
+    assert last.info["step"] == log.loc[log["max_gamma"] < 3, "step"].iloc[-1] and last.info["max_gamma"] < 3
     for frame in frames:
         assert set(frame.info) >= {"max_gamma", "step", "temperature", "walker_seed"}
         assert frame.info["walker_seed"] == 7 and frame.info["temperature"] == 2000.0
@@ -91,6 +95,7 @@ def test_compressed_cell_halts_at_the_starting_frame(potential, tmp_path):
     assert result["steps_done"] == 0
     [frame] = read_candidates(result["candidates"])
     assert frame.info["step"] == 0 and frame.info["max_gamma"] >= 25
+    assert result["last_trusted"] is None  # nothing to continue from
 
 
 def test_same_seed_same_trajectory(potential, tmp_path):

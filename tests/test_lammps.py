@@ -60,6 +60,9 @@ PACE_LINES = [
     r'variable dump_skip equal "c_max_pace_gamma < 5\.0"',
     r"dump pace_dump all custom 10 /\S+/extrapolative\.dump id type x y z f_pace_gamma",
     r"dump_modify pace_dump skip v_dump_skip sort id",
+    r'variable trusted_skip equal "c_max_pace_gamma >= 5\.0"',
+    r"dump trusted_dump all custom 10 /\S+/trusted\.\*\.dump id type x y z f_pace_gamma",
+    r"dump_modify trusted_dump skip v_trusted_skip sort id maxfiles 1",
     r"compute_modify thermo_temp extra/dof 0",
     r"velocity all create 600\.0 \d+ dist gaussian mom yes rot no temp thermo_temp",
     r"{ensemble}",
@@ -99,6 +102,7 @@ def test_template_fix_external_path_differs_only_in_where_forces_and_gamma_come_
         "fix pace_gamma all pair 10 pace/extrapolation gamma 1",
         "compute max_pace_gamma all reduce max f_pace_gamma",
         f"dump pace_dump all custom 10 {tmp_path}/extrapolative.dump id type x y z f_pace_gamma",
+        f"dump trusted_dump all custom 10 {tmp_path}/trusted.*.dump id type x y z f_pace_gamma",
     ]
     assert [line for line in external if line not in pace] == [
         "fix pace_gamma all property/atom d_pace_gamma",
@@ -107,6 +111,7 @@ def test_template_fix_external_path_differs_only_in_where_forces_and_gamma_come_
         "fix_modify ace energy yes virial yes",
         "compute max_pace_gamma all reduce max v_pace_gamma",
         f"dump pace_dump all custom 10 {tmp_path}/extrapolative.dump id type x y z v_pace_gamma",
+        f"dump trusted_dump all custom 10 {tmp_path}/trusted.*.dump id type x y z v_pace_gamma",
     ]
 
 
@@ -212,6 +217,9 @@ def test_hot_walker_dumps_candidates_with_per_atom_gamma_and_halts(potential, tm
         row = log[log["step"] == frame.info["step"]]
         assert row["max_gamma"].item() == pytest.approx(frame.info["max_gamma"], rel=1e-4)
         assert frame.info["walker_seed"] == 7 and frame.info["temperature"] == 2000.0
+    [last] = read_candidates(result["last_trusted"])  # LAMMPS kept one trusted.*.dump, the newest
+    assert last.info["step"] == log.loc[log["max_gamma"] < 3, "step"].iloc[-1] and last.info["max_gamma"] < 3
+    assert len(list(tmp_path.glob("trusted.*.dump"))) == 1
 
 
 def test_lammps_and_ase_engines_agree_in_distribution(potential, tmp_path):

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.io import read, write
 
 CANDIDATES_FILE = "candidates.extxyz"
+LAST_TRUSTED_FILE = "last_trusted.extxyz"  # the walker's last checked frame below gamma_select
 
 
 def candidate_frame(atoms: Atoms, gamma: np.ndarray, step: int, temperature: float, seed: int) -> Atoms:
@@ -44,6 +45,14 @@ def write_candidates(frames: list[Atoms], path: str | Path) -> None:
         write(path, frames, format="extxyz")
     else:
         Path(path).write_text("")
+
+
+def write_last_trusted(frame: Atoms | None, folder: Path) -> str | None:
+    """Write the walker's last trustworthy frame, from which the next generation may continue; its path."""
+    if frame is None:
+        return None
+    write(folder / LAST_TRUSTED_FILE, frame, format="extxyz")
+    return str(folder / LAST_TRUSTED_FILE)
 
 
 def read_candidates(path: str | Path) -> list[Atoms]:

@@ -38,7 +38,7 @@ from autopipe.apps.process import start
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import ExplorationError
 
-from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates
+from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates, write_last_trusted
 from .dynamics import BAROSTAT_STEPS, THERMOSTAT_STEPS
 from .guards import explosion_reason
 from .settings import ExplorationSettings
@@ -49,6 +49,7 @@ EnginePath = Literal["pace", "fix_external"]
 #: custom property) an atom-style variable of the property the fix external callback fills.
 GAMMA_COLUMN: dict[str, str] = {"pace": "f_pace_gamma", "fix_external": "v_pace_gamma"}
 INPUT_FILE, DATA_FILE, DUMP_FILE, LOG_FILE = "in.lammps", "structure.data", "extrapolative.dump", "log.lammps"
+TRUSTED_DUMP = "trusted.*.dump"  # one file per frame below gamma_select; LAMMPS keeps only the newest
 EXTERNAL_FIX = "ace"  # the fix external's ID in the template
 LOOP_LINE = re.compile(r"^Loop time of .* for (\d+) steps", re.MULTILINE)
 ERROR_LINE = re.compile(r"^ERROR.*$", re.MULTILINE)
@@ -180,6 +181,7 @@ def render_input(
         gamma=GAMMA_COLUMN[path],
         data_file=workdir / DATA_FILE,
         dump_file=workdir / DUMP_FILE,
+        trusted_file=workdir / TRUSTED_DUMP,
         gamma_log=workdir / GAMMA_LOG,
         check_interval=opts.check_interval,
         gamma_select=opts.gamma_select,
@@ -270,9 +272,11 @@ class LammpsRunner:
             status = "finished"
         pool = CandidatePool(self.opts.max_frames_per_walker)
         column = GAMMA_COLUMN[self.setup.path]
-        for frame in self._dumped_frames(folder, rows):
+        for frame in self._dumped_frames(folder, rows, DUMP_FILE):
             pool.add(candidate_frame(frame, frame.arrays[column], frame.info["timestep"], temperature, seed))
         write_candidates(pool.frames, folder / CANDIDATES_FILE)
+        trusted = [candidate_frame(f, f.arrays[column], f.info["timestep"], temperature, seed)
+                   for f in self._dumped_frames(folder, rows, TRUSTED_DUMP)]
         return {
             "status": status,
             "reason": failure,
@@ -280,6 +284,7 @@ class LammpsRunner:
             "max_gamma": max_gamma,
             "n_candidates": len(pool.frames),
             "candidates": str(folder / CANDIDATES_FILE),
+            "last_trusted": write_last_trusted(trusted[-1] if trusted else None, folder),
             "wall_time": time.perf_counter() - started,
             "temperature": float(temperature),
             "pressure": pressure,
@@ -319,13 +324,13 @@ class LammpsRunner:
             raise ExplorationError(f"pyace failed inside the fix external callback: {callback.error!r}")
         return failure
 
-    def _dumped_frames(self, folder: Path, rows: list[dict[str, float]]) -> list[Atoms]:
-        """The dumped frames, minus those the explosion guard finds broken (not informative, only broken)."""
-        dump = folder / DUMP_FILE
-        if not dump.is_file() or dump.stat().st_size == 0:
-            return []
+    def _dumped_frames(self, folder: Path, rows: list[dict[str, float]], pattern: str) -> list[Atoms]:
+        """The frames dumped to the files `pattern` matches, in step order, minus those the explosion guard
+        finds broken (not informative, only broken)."""
+        dumps = [d for d in folder.glob(pattern) if d.stat().st_size > 0]
         energy = {int(r["step"]): r["energy_per_atom"] for r in rows}
-        frames = read(dump, index=":", format="lammps-dump-text", specorder=self.elements)
+        frames = [f for d in dumps for f in read(d, index=":", format="lammps-dump-text", specorder=self.elements)]
+        frames.sort(key=lambda f: f.info["timestep"])
         cutoff, closest = self.calc.cutoff, self.opts.min_distance
         return [f for f in frames if explosion_reason(f, energy[f.info["timestep"]], cutoff, closest) is None]
 

@@ -17,7 +17,7 @@ from pyace import PyACECalculator
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import ExplorationError
 
-from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates
+from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_candidates, write_last_trusted
 from .dynamics import make_dynamics
 from .guards import explosion_reason
 from .settings import ExplorationSettings
@@ -71,8 +71,9 @@ def run_walker(
     With ``engine: lammps`` the walker runs in LAMMPS instead (`LammpsRunner`; `lammps_command` is the
     site's), with the same files and result plus the path that ran.
 
-    Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`) and
-    ``gamma.csv`` (one row per check). ``status`` is "finished" (all steps ran), "halted" (gamma reached
+    Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`),
+    ``gamma.csv`` (one row per check) and ``last_trusted.extxyz``, the last checked frame below gamma_select
+    (``last_trusted`` is its path, None when no checked frame was). ``status`` is "finished" (all steps ran), "halted" (gamma reached
     gamma_halt; that frame is a candidate) or "exploded" (see `explosion_reason`; that frame is dropped).
     """
     started = time.perf_counter()
@@ -97,7 +98,7 @@ def run_walker(
     )
 
     pool = CandidatePool(opts.max_frames_per_walker)
-    status, reason, max_gamma = "finished", None, None
+    status, reason, max_gamma, trusted = "finished", None, None, None
     with open(workdir_path / GAMMA_LOG, "w", buffering=1) as log:  # line by line, for `mlip-auto md`
         log.write("step,max_gamma,energy_per_atom,temperature_K,volume_per_atom\n")
         while True:
@@ -114,8 +115,11 @@ def run_walker(
                 f"{step},{frame_gamma:.6g},{energy / len(atoms):.6f},{atoms.get_temperature():.1f},"
                 f"{atoms.get_volume() / len(atoms):.4f}\n"
             )
+            frame = candidate_frame(atoms, gamma, step, temperature, seed)
             if frame_gamma >= opts.gamma_select:
-                pool.add(candidate_frame(atoms, gamma, step, temperature, seed))
+                pool.add(frame)
+            else:
+                trusted = frame
             if frame_gamma >= opts.gamma_halt:
                 status = "halted"
                 break
@@ -138,6 +142,7 @@ def run_walker(
         "max_gamma": max_gamma,
         "n_candidates": len(pool.frames),
         "candidates": str(candidates_path),
+        "last_trusted": write_last_trusted(trusted, workdir_path),
         "wall_time": time.perf_counter() - started,
         "temperature": float(temperature),
         "pressure": pressure,
