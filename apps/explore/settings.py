@@ -36,7 +36,7 @@ class ExplorationSettings(BaseModel):
     gamma_halt: PositiveFloat = 25.0
     max_frames_per_walker: PositiveInt = 20
     continue_walkers: bool = Field(
-        False, description="each walker of the schedule continues from where its predecessor last trusted the "
+        True, description="each walker of the schedule continues from where its predecessor last trusted the "
         "potential (its last frame below gamma_select), instead of starting from the next labelled structure",
     )
     min_distance: PositiveFloat = Field(
