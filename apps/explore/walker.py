@@ -72,9 +72,10 @@ def run_walker(
     site's), with the same files and result plus the path that ran.
 
     Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`),
-    ``gamma.csv`` (one row per check) and ``last_trusted.extxyz``, the last checked frame below gamma_select
-    (``last_trusted`` is its path, None when no checked frame was). ``status`` is "finished" (all steps ran), "halted" (gamma reached
-    gamma_halt; that frame is a candidate) or "exploded" (see `explosion_reason`; that frame is dropped).
+    ``gamma.csv`` (one row per check) and ``last_trusted.extxyz``, the last checked frame below
+    gamma_select (``last_trusted`` is its path, None when no checked frame was). ``status`` is "finished"
+    (all steps ran), "halted" (gamma reached gamma_halt; that frame is a candidate) or "exploded" (see
+    `explosion_reason`; that frame is dropped).
     """
     started = time.perf_counter()
     opts = ExplorationSettings.model_validate(settings)
