@@ -482,8 +482,8 @@ class WorkflowManager:
         """Per schedule slot, the frame the previous generation's walker last trusted, when walkers continue
         and that generation ran the same schedule (not an aimed round); None where a slot starts afresh."""
         previous = self.run_state.explorations.get(generation - 1, {})
-        paths = previous.get("continuations") or []
-        if not self.config.exploration.continue_walkers or previous.get("round") != 0 or len(paths) != n_walkers:
+        paths = previous.get("continuations")  # one per slot of the same schedule; absent in older logs
+        if not self.config.exploration.continue_walkers or previous.get("round") != 0 or not paths:
             return [None] * n_walkers
         frames: list[Atoms | None] = []
         for slot, path in enumerate(paths):
