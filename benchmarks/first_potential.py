@@ -8,7 +8,7 @@ with the data would keep the first potential under the 100 meV/A bound. The fit 
 cells as the loop's does (at least one starting cell).
 
 It also varies what the fit is given: the rattle of the starting cells (`--rattle`, `--max-rattle`; default:
-the product generator's) and the ridge penalty (`--l2`).
+the product generator's), slabs among them (`--surfaces 100`) and the ridge penalty (`--l2`).
 
     .venv/bin/python benchmarks/first_potential.py [--systems Al Cu] [--seeds 0 1 2] [--functions 150 100 60 30]
 """
@@ -57,6 +57,9 @@ def main() -> None:
                         help="rattle_stdev of the lean start (A); default: the benchmark's lean start")
     parser.add_argument("--max-rattle", type=float, default=None,
                         help="max_rattle_stdev of the lean start (A): rattled copies spread up to it")
+    parser.add_argument("--surfaces", nargs="+", default=[], metavar="HKL",
+                        help="Miller indices (e.g. 100 111): one rattled slab each in the lean start")
+    parser.add_argument("--slab-layers", type=int, default=4, help="layers of each slab")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
     linear.CORE_MARGIN, linear.CORE_WIDTH = args.core_margin, args.core_width  # what-if: the trainer reads these
@@ -73,6 +76,9 @@ def main() -> None:
                 generator["rattle_stdev"] = args.rattle
             if args.max_rattle is not None:
                 generator["max_rattle_stdev"] = args.max_rattle
+            if args.surfaces:
+                generator["surfaces"] = [[int(i) for i in hkl] for hkl in args.surfaces]
+                generator["slab_layers"] = args.slab_layers
             for seed in args.seeds:
                 cells = [labelled(s, category="start", config_type="initial", generation=0,
                                   uuid=str(uuid.uuid5(NAMESPACE, f"{name}/first/{seed}/{i}")))
