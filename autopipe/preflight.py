@@ -13,7 +13,7 @@ from ase.symbols import Symbols
 
 from autopipe.apps.dft.preflight import resolve_command
 from autopipe.apps.structures import initial_structures
-from autopipe.apps.train.dataset import validation_mask
+from autopipe.apps.train.dataset import is_reference, validation_mask
 from autopipe.apps.train.nonlinear import resolve_backend
 from autopipe.apps.train.tools import executable
 from autopipe.config import SystemConfig
@@ -89,7 +89,8 @@ def check_training_split(config: SystemConfig, structures: list[dict[str, Any]],
     per uuid exactly as the fit will) has fewer atoms of an element than basis functions per element:
     Pacemaker's active set (pace_activeset) cannot be built from fewer environments than functions."""
     training = config.training
-    held_out = validation_mask(uuids, training.test_fraction, training.seed, starting=[True] * len(uuids))
+    held_out = validation_mask(uuids, training.test_fraction, training.seed, starting=[True] * len(uuids),
+                               always_train=[is_reference(s["info"].get("source", "")) for s in structures])
     counts: Counter[str] = Counter()
     for structure, out in zip(structures, held_out, strict=True):
         if not out:

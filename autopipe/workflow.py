@@ -25,7 +25,7 @@ from ase.io import read
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict, has_vacuum
-from autopipe.apps.train.dataset import validation_mask
+from autopipe.apps.train.dataset import is_reference, validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager
@@ -464,9 +464,11 @@ class WorkflowManager:
         first frame, which is labelled already, and the generation would learn nothing."""
         labelled = sorted(r.label for r in self.run_state.labels_done())
         starting = {uuid for uuids in self.run_state.structures.get(0, {}).values() for uuid in uuids}
+        references = {row.uuid for row in self.db.structures(generation=0) if is_reference(row.get("source", ""))}
         training = self.config.training
         held_out = validation_mask(labelled, training.test_fraction, training.seed,
-                                   starting=[uuid in starting for uuid in labelled])
+                                   starting=[uuid in starting for uuid in labelled],
+                                   always_train=[uuid in references for uuid in labelled])
         starts = [uuid for uuid, out in zip(labelled, held_out, strict=True) if not out] or labelled
         schedule = self.config.exploration.schedule()
         offset = generation * len(schedule)

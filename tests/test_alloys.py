@@ -26,7 +26,7 @@ def unlike_neighbour_fraction(atoms) -> float:
 
 @pytest.mark.parametrize("sqs", [False, True])
 def test_every_structure_has_the_composition_and_its_own_decoration(sqs):
-    frames = structures(sqs=sqs)
+    frames = structures(sqs=sqs, end_members=False)
     assert [a.info["source"].split(" ", 1)[1] for a in frames] == [
         "ideal", "rattled 1", "rattled 2", "strained 1", "vacancy 1", "(111) slab, 4 layers"]
     assert all(a.info["source"].startswith("fcc-Al0.5Cu0.5 ") for a in frames)
@@ -35,14 +35,30 @@ def test_every_structure_has_the_composition_and_its_own_decoration(sqs):
     assert formulas[4] in ("Al15Cu16", "Al16Cu15")  # the vacancy: one atom of either kind removed
     bulk_cells = frames[:4]
     assert len({tuple(a.numbers) for a in bulk_cells}) == 4  # each decorated on its own
-    again = structures(sqs=sqs)
+    again = structures(sqs=sqs, end_members=False)
     assert all(np.array_equal(a.numbers, b.numbers) for a, b in zip(frames, again, strict=True))  # seeded
 
 
+def test_end_members_follow_the_alloy_cells_unchanged():
+    """With every cell at Al16Cu16 only E_Al + E_Cu is determined; one pure cell of each element fixes the
+    split. They come last, so the alloy cells (and their random draws) are those of `end_members: false`."""
+    alloy = structures(end_members=False)
+    frames = structures()
+    assert [a.info["source"] for a in frames[len(alloy):]] == ["fcc-Al end member", "fcc-Cu end member"]
+    assert [a.get_chemical_formula() for a in frames[len(alloy):]] == ["Al32", "Cu32"]
+    ideal = frames[0]
+    for pure in frames[len(alloy):]:
+        assert np.allclose(pure.cell, ideal.cell)  # the alloy's lattice
+        displacement = pure.positions - ideal.positions
+        assert 0.05 < displacement.std() < 0.15  # rattled by rattle_stdev (0.1 A)
+    assert all(np.array_equal(a.positions, b.positions) and np.array_equal(a.numbers, b.numbers)
+               for a, b in zip(alloy, frames, strict=False))
+
+
 def test_sqs_cells_have_the_random_alloys_neighbour_correlation():
-    sqs = [unlike_neighbour_fraction(a) for a in structures(sqs=True, rattled=0, strained=0, vacancies=0,
-                                                            surfaces=[])]
-    random = [unlike_neighbour_fraction(a) for a in structures(rattled=9, strained=0, vacancies=0, surfaces=[])]
+    only_bulk = {"strained": 0, "vacancies": 0, "surfaces": [], "end_members": False}
+    sqs = [unlike_neighbour_fraction(a) for a in structures(sqs=True, rattled=0, **only_bulk)]
+    random = [unlike_neighbour_fraction(a) for a in structures(rattled=9, **only_bulk)]
     assert sqs == pytest.approx([0.5], abs=0.02)
     assert max(abs(f - 0.5) for f in random) > 0.03  # ten random cells stray further than the SQS
 

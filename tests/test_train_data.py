@@ -90,6 +90,25 @@ def test_the_starting_structures_always_give_the_fixed_validation_set_one():
             == ds.validation_mask(names[:8], 0.1, lucky)).all()  # the hashes already gave it one
 
 
+def test_reference_structures_are_never_held_out():
+    """An alloy's end members fix the elements' energies; in validation they would fix nothing."""
+    names = pd.Series([str(uuid.UUID(int=i)) for i in range(40)])
+    plain = ds.validation_mask(names, 0.3, seed=0)
+    reference = np.zeros(40, dtype=bool)
+    reference[np.flatnonzero(plain)[:2]] = True  # two the hashes would hold out
+    kept = ds.validation_mask(names, 0.3, seed=0, always_train=reference)
+    assert not kept[reference].any()
+    assert (kept[~reference] == plain[~reference]).all()  # nothing else moves
+    # the starting set's fallback holds out a structure that is not a reference
+    seed = next(s for s in range(1000) if not ds.validation_mask(names[:8], 0.1, seed=s).any())
+    scores = [ds._unit_hash(f"{seed}:{n}") for n in names[:8]]
+    smallest = np.zeros(8, dtype=bool)
+    smallest[int(np.argmin(scores))] = True
+    fallback = ds.validation_mask(names[:8], 0.1, seed=seed, starting=[True] * 8, always_train=smallest)
+    assert fallback.sum() == 1 and not fallback[smallest].any()
+    assert ds.is_reference("fcc-Cu end member") and not ds.is_reference("fcc-Al0.5Cu0.5 rattled 1")
+
+
 def test_split_keeps_at_least_one_training_structure():
     names = pd.Series(["a", "b", "c"])
     mask = ds.validation_mask(names, 0.999999, seed=0)
@@ -184,3 +203,19 @@ def test_element_seen_only_in_validation_counts_as_missing(tmp_path):
     with pytest.raises(TrainingFailure, match=r"no training structure contains \['Cu'\]") as err:
         fit(dataset, TrainingSettings().model_dump(mode="json"), ["Al", "Cu"], str(tmp_path / "fit"))
     assert err.value.kind == "missing_element"
+
+
+def test_an_end_member_the_hashes_hold_out_still_trains(tmp_path):
+    """The same set-up as above, but the Cu structure is an alloy's end member: the trainer keeps it."""
+    from autopipe.apps.train.trainer import PacemakerTrainer
+
+    frames = emt_frames(30)
+    names = pd.Series([atoms.info["uuid"] for atoms in frames])
+    held_out = int(np.flatnonzero(ds.validation_mask(names, 0.1, seed=42))[0])
+    frames[held_out].symbols[0] = "Cu"
+    frames[held_out].info["source"] = "fcc-Cu end member"
+    dataset = write_frames(tmp_path / "d.extxyz", frames)
+    trainer = PacemakerTrainer(TrainingSettings(), ["Al", "Cu"], tmp_path / "fit")
+    train, validation, _ = trainer._prepare_data(dataset)
+    assert frames[held_out].info["uuid"] in set(train["name"])
+    assert len(validation) == int(ds.validation_mask(names, 0.1, seed=42).sum()) - 1

@@ -14,7 +14,7 @@ from ase.build import bulk, surface
 
 from autopipe.errors import ConfigError
 
-from .alloys import random_decoration, sqs_cluster_space, sqs_decoration
+from .alloys import END_MEMBER, random_decoration, sqs_cluster_space, sqs_decoration
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 
@@ -81,7 +81,9 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
     (isotropic volume steps, lightly rattled so their forces carry information) and `vacancies` (one atom
     removed from the cell repeated to at least 8 atoms, rattled) copies, then one rattled slab per Miller
     index in `surfaces`. With `occupation` every structure has its own decoration, made before it is
-    perturbed: an SQS for the bulk cells when `sqs` is set, random otherwise."""
+    perturbed: an SQS for the bulk cells when `sqs` is set, random otherwise; then, with `end_members`, the
+    ideal cell filled with each element alone and rattled: with every cell at one composition, only the sum
+    of the elements' reference energies is determined, and the fit's split of it is arbitrary."""
     ideal = prototype_cell(gen)
     name = f"{gen.prototype}-{gen.formula}" if not gen.occupation else f"{gen.prototype}-{_composition(gen)}"
     rng = np.random.default_rng(seed)
@@ -122,6 +124,11 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         miller = "".join(str(i) for i in indices)
         structures.append(_with_source(atoms, f"{name} ({miller}) slab, {gen.slab_layers} layers"))
+    for element in gen.occupation if gen.occupation and gen.end_members else ():
+        atoms = ideal.copy()
+        atoms.set_chemical_symbols([element] * len(atoms))
+        atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
+        structures.append(_with_source(atoms, f"{gen.prototype}-{element} {END_MEMBER}"))
     return structures
 
 

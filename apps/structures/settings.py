@@ -89,6 +89,10 @@ class GeneratorSettings(BaseModel):
         None, description="alloys: fraction of each element on the sites of a one-species prototype"
     )
     sqs: bool = Field(False, description="decorate bulk cells as SQS (icet) instead of at random; needs occupation")
+    end_members: bool = Field(
+        True, description="alloys: one rattled cell of each pure element on the same lattice, so the fit can tell "
+        "the elements' energies apart (cells of one composition cannot)",
+    )
 
     @field_validator("formula")
     @classmethod

@@ -16,6 +16,7 @@ import pandas as pd
 from ase import Atoms
 from pyace.process_df import compute_shifted_scaled_corrected_energy
 
+from ..structures.alloys import END_MEMBER
 from .errors import TrainingFailure
 
 
@@ -54,6 +55,7 @@ def _row(atoms: Atoms, path: Path, index: int) -> dict:
         "name": str(atoms.info["uuid"]),
         "config_type": str(atoms.info.get("config_type", "unknown")),
         "generation": int(atoms.info.get("generation", 0)),
+        "source": str(atoms.info.get("source", "")),
         "ase_atoms": plain,
         "energy": energy,
         "forces": forces,
@@ -62,24 +64,37 @@ def _row(atoms: Atoms, path: Path, index: int) -> dict:
     }
 
 
-def validation_mask(names: pd.Series, fraction: float, seed: int, starting: Sequence[bool] | None = None) -> np.ndarray:
+def validation_mask(
+    names: pd.Series,
+    fraction: float,
+    seed: int,
+    starting: Sequence[bool] | None = None,
+    always_train: Sequence[bool] | None = None,
+) -> np.ndarray:
     """True for structures in the validation set, decided per uuid so membership never changes as data grow.
 
     A structure's place depends only on sha256(seed:uuid), so a validation structure of generation 1 is
     still one in generation 9. `starting` marks generation 0, whose validation part is the fixed validation
     set: when the hashes leave it empty (with 0.1 and 8 starting structures, 43 % of seeds), the starting
-    structure with the smallest hash is held out too. If every structure lands in validation, the one with
-    the largest hash trains.
+    structure with the smallest hash is held out too. `always_train` marks reference structures (an alloy's
+    pure end members, `is_reference`) that are never held out: without them the fit cannot place the
+    elements' energies. If every structure lands in validation, the one with the largest hash trains.
     """
     scores = np.array([_unit_hash(f"{seed}:{name}") for name in names])
-    mask = scores < fraction
+    keep = np.zeros(len(scores), dtype=bool) if always_train is None else np.asarray(always_train, dtype=bool)
+    mask = (scores < fraction) & ~keep
     if starting is not None and fraction > 0:
-        first = np.asarray(starting, dtype=bool)
+        first = np.asarray(starting, dtype=bool) & ~keep
         if first.sum() >= 2 and not (mask & first).any():
             mask[np.flatnonzero(first)[np.argmin(scores[first])]] = True
     if len(mask) and mask.all():
         mask[np.argmax(scores)] = False
     return mask
+
+
+def is_reference(source: str) -> bool:
+    """A structure the fit always trains on: the generator's pure end members of an alloy."""
+    return source.endswith(END_MEMBER)
 
 
 def _unit_hash(text: str) -> float:

@@ -115,7 +115,8 @@ class PacemakerTrainer:
         """Read, check, split, reference and weight the structures."""
         df = ds.read_dataset(dataset)
         in_validation = ds.validation_mask(
-            df["name"], self.settings.test_fraction, self.settings.seed, starting=df["generation"] == 0
+            df["name"], self.settings.test_fraction, self.settings.seed, starting=df["generation"] == 0,
+            always_train=[ds.is_reference(source) for source in df["source"]],
         )
         ds.check_elements(df[~in_validation], df[in_validation], self.elements)
         ds.check_fittable(df[~in_validation], self.settings.kappa)
