@@ -94,9 +94,10 @@ FULL = Size(
     test_temperatures=(900, 1200), test_scales=(0.97, 1.00, 1.03), test_repeats=(2, 3),
     test_steps=150, test_frames=3,
 )
-# A lean start: the loop's first potential costs 8 labels (13 for a binary alloy), not 22, so a saving against
-# random's 10-20 labels can show; random is then measured from 10 labels on as well. Enough cells that every
-# element keeps 150 atoms (the default basis's functions) after the validation split.
+# A lean start: the loop's first potential costs 8 labels (15 for the binary alloy: 13 and its two pure end
+# members), not 22, so a saving against random's 10-20 labels can show; random is then measured from 10 labels on
+# as well. Enough cells that every element usually keeps 150 atoms (the default basis's functions) after the
+# validation split; when it does not, `mlip-auto run` refuses the input and the case is reported as refused.
 def lean_start(system: System, cold: bool = False) -> dict[str, Any]:
     """The lean starting set, rattled as the product's generator rattles by default; `cold`: every rattled copy
     at 0.05 A, as before the default changed (the tables measured then)."""
@@ -106,6 +107,8 @@ def lean_start(system: System, cold: bool = False) -> dict[str, Any]:
 
 
 LEAN_GRID = (10, 15)
+# `--surfaces`: a slab other than the test set's (111), in the loop's start and (one among ~180) in the pool.
+SLAB = {"surfaces": [[1, 0, 0]], "slab_layers": 4}
 QUICK = Size(
     supercell=2,
     generator={"include_ideal": True, "rattled": 4, "rattle_stdev": 0.05,
@@ -232,12 +235,20 @@ def pool(system: System, a0: float, size: Size) -> list[Atoms]:
     return frames
 
 
+def generator_settings(system: System, a0: float, size: Size, generator: dict[str, Any]) -> dict[str, Any]:
+    """`structures.generator` as a user would write it: the host's fcc cell; an alloy by its `occupation`."""
+    settings = {"prototype": "fcc", "formula": system.host, "a": round(a0, 4), "cubic": True,
+                "supercell": [size.supercell] * 3, **generator}
+    if system.swap:
+        other = next(e for e in system.elements if e != system.host)
+        settings["occupation"] = {system.host: 1 - system.swap, other: system.swap}
+    return settings
+
+
 def starting_structures(system: System, a0: float, size: Size, generator: dict[str, Any], seed: int) -> list[Atoms]:
-    """The product's generator (structures.generator) on the host, alloyed by `System.decorate`."""
-    settings = {"generator": {"prototype": "fcc", "formula": system.host, "a": a0, "cubic": True,
-                              "supercell": [size.supercell] * 3, **generator}}
-    rng = np.random.default_rng(seed)
-    return [system.decorate(atoms_from_dict(s), rng) for s in initial_structures(settings, [system.host], seed)]
+    """What the product's generator makes from `generator_settings` (the loop's own starting set for `seed`)."""
+    settings = {"generator": generator_settings(system, a0, size, generator)}
+    return [atoms_from_dict(s) for s in initial_structures(settings, list(system.elements), seed)]
 
 
 # --- measuring a potential -----------------------------------------------------------------------------------
@@ -291,18 +302,11 @@ def eos_errors(calc: PyACECalculator, cell: Atoms) -> dict[str, float | None]:
 
 def loop_input(system: System, a0: float, size: Size, seed: int, selection: str, folder: Path,
                training: dict[str, Any] = TRAINING) -> Path:
-    """The input.yaml a user would write for this benchmark; an alloy's random cells go in as a file."""
-    if system.swap:
-        start = folder / "start.extxyz"
-        ase.io.write(start, starting_structures(system, a0, size, size.generator, seed), format="extxyz")
-        structures: dict[str, Any] = {"files": [start.name]}
-    else:
-        structures = {"generator": {"prototype": "fcc", "a": round(a0, 4), "cubic": True,
-                                    "supercell": [size.supercell] * 3, **size.generator}}
+    """The input.yaml a user would write for this benchmark."""
     config = {
         "project": {"name": f"{system.name}_seed{seed}"},
         "elements": list(system.elements),
-        "structures": structures,
+        "structures": {"generator": generator_settings(system, a0, size, size.generator)},
         "dft": {"engine": "emt"},
         "training": training,
         "exploration": size.exploration,
@@ -315,11 +319,17 @@ def loop_input(system: System, a0: float, size: Size, seed: int, selection: str,
     return path
 
 
+class LoopRefused(Exception):
+    """`mlip-auto run` exited 2: the input was refused and nothing ran (its one-paragraph message)."""
+
+
 def run_loop(input_path: Path) -> tuple[Path, float]:
     """`mlip-auto run input.yaml --site threads`; the project directory and the wall time."""
     start = time.monotonic()
     result = subprocess.run([str(MLIP_AUTO), "run", str(input_path), "--site", "threads"],
                             capture_output=True, text=True, check=False)
+    if result.returncode == 2:  # refused before it started (a bad input or a failed pre-flight check)
+        raise LoopRefused(" ".join((result.stdout + result.stderr).split()))
     if result.returncode != 0:
         raise SystemExit(f"the loop failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
     name = yaml.safe_load(input_path.read_text())["project"]["name"]
@@ -576,6 +586,9 @@ def tables(results: dict[str, Any]) -> str:
         cells = [f"{fmt(final['by_category'][c]['force_rmse_mev_a'])} / {fmt(same['by_category'][c]['force_rmse_mev_a'])}"
                  for c in present]
         lines.append(f"| {case['system']} | {case['seed']} | {final['labels']} | " + " | ".join(cells) + " |")
+    if results.get("refused"):
+        lines += ["", "Loops `mlip-auto run` refused (exit 2, nothing ran):", ""]
+        lines += [f"- {r['system']} seed {r['seed']}: {r['message']}" for r in results["refused"]]
     if results.get("nonlinear"):
         lines += ["", "| data | labels | fit | test F meV/A | test E meV/atom | a0 / B error % | fit s |",
                   "|---|---|---|---|---|---|---|"]
@@ -598,7 +611,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--accuracy", default=TRAINING["accuracy"], choices=["fast", "standard", "precise"],
                         help="training.accuracy: the radial and angular basis (the quickstart's: fast)")
     parser.add_argument("--lean-start", action="store_true",
-                        help="8 starting structures (13 for the alloy) instead of 22; random measured from 10 labels")
+                        help="8 starting structures (15 for the alloy) instead of 22; random measured from 10 labels")
     parser.add_argument("--cold-rattle", action="store_true",
                         help="the lean start's rattled copies all at 0.05 A (the generator's default before "
                              "2026-11-30) instead of the product's default spread")
@@ -606,7 +619,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="random picks up to this many labels (default: the loop's budget); the last is "
                              "random's 'converged' error")
     parser.add_argument("--surfaces", action="store_true",
-                        help="a (100) slab in the loop's starting set (the test set's slab is (111))")
+                        help="a rattled 4-layer (100) slab in the loop's starting set and in random's pool (the "
+                             "test set's slab is (111))")
+    parser.add_argument("--no-end-members", action="store_true",
+                        help="the alloy's starting set and pool without its pure end members "
+                             "(structures.generator.end_members: false)")
     parser.add_argument("--continue-walkers", action="store_true",
                         help="exploration.continue_walkers: each walker continues its predecessor's trajectory")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
@@ -629,25 +646,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = range(size.dft_budget + 20, args.random_to + 1, 20)
         size = replace(size, random_grid=tuple(sorted({n for n in size.random_grid if n <= args.random_to}
                                                       | {*extra, args.random_to})))
+    if args.surfaces:
+        size = replace(size, generator={**size.generator, **SLAB})
+    if args.no_end_members:
+        size = replace(size, generator={**size.generator, "end_members": False})
     training = {**TRAINING, "functions_per_element": args.functions, "accuracy": args.accuracy}
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = (args.workdir or Path(tmp)).absolute()
         results: dict[str, Any] = {"command": " ".join(["benchmarks/sample_efficiency.py", *(argv or sys.argv[1:])]),
-                                   "quick": args.quick, "cases": [], "nonlinear": []}
+                                   "quick": args.quick, "cases": [], "refused": [], "nonlinear": []}
         for name in args.systems:
             system = SYSTEMS[name]
             sized = replace(size, generator=lean_start(system, args.cold_rattle)) if args.lean_start else size
             if args.continue_walkers:
                 sized = replace(sized, exploration={**sized.exploration, "continue_walkers": True})
             if args.surfaces:
-                sized = replace(sized, generator={**sized.generator, "surfaces": [[1, 0, 0]], "slab_layers": 2})
+                sized = replace(sized, generator={**sized.generator, **SLAB})
+            if args.no_end_members:
+                sized = replace(sized, generator={**sized.generator, "end_members": False})
             a0 = emt_a0(system, size)
             test, candidates = held_out_set(system, a0, size), pool(system, a0, size)
             print(f"{name}: a0 {a0:.4f} A, {len(test)} test frames, pool of {len(candidates)}", flush=True)
             for seed in args.seeds:
-                case = run_case(system, seed, sized, args.selection, a0, test, candidates, workdir, training)
+                try:
+                    case = run_case(system, seed, sized, args.selection, a0, test, candidates, workdir, training)
+                except LoopRefused as refusal:
+                    results["refused"].append({"system": name, "seed": seed, "message": str(refusal)})
+                    print(f"  seed {seed}: refused: {refusal}", flush=True)
+                    continue
                 results["cases"].append(case)
                 print(f"  seed {seed}: {json.dumps(case['summary'])}", flush=True)
                 if args.nonlinear and not results["nonlinear"]:
