@@ -13,7 +13,8 @@ from ase.symbols import Symbols
 
 from autopipe.apps.dft.preflight import resolve_command
 from autopipe.apps.structures import initial_structures
-from autopipe.apps.train.dataset import is_reference, validation_mask
+from autopipe.apps.structures.sources import is_reference
+from autopipe.apps.train.dataset import validation_mask
 from autopipe.apps.train.nonlinear import resolve_backend
 from autopipe.apps.train.tools import executable
 from autopipe.config import SystemConfig

@@ -25,7 +25,8 @@ from ase.io import read
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict, has_vacuum
-from autopipe.apps.train.dataset import is_reference, validation_mask
+from autopipe.apps.structures.sources import is_reference
+from autopipe.apps.train.dataset import validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import SystemConfig
 from autopipe.database import DatabaseManager

@@ -16,6 +16,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from autopipe.apps.structures.sources import is_reference
 from autopipe.apps.train import TrainingFailure, TrainingSettings, fit
 from autopipe.apps.train import dataset as ds
 
@@ -106,7 +107,8 @@ def test_reference_structures_are_never_held_out():
     smallest[int(np.argmin(scores))] = True
     fallback = ds.validation_mask(names[:8], 0.1, seed=seed, starting=[True] * 8, always_train=smallest)
     assert fallback.sum() == 1 and not fallback[smallest].any()
-    assert ds.is_reference("fcc-Cu end member") and not ds.is_reference("fcc-Al0.5Cu0.5 rattled 1")
+    assert is_reference("fcc-Cu end member") and is_reference("fcc-Al (111) slab, 4 layers")
+    assert not is_reference("fcc-Al0.5Cu0.5 rattled 1") and not is_reference("MD 900 K seed 5 step 170")
 
 
 def test_split_keeps_at_least_one_training_structure():

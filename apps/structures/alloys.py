@@ -8,7 +8,6 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-END_MEMBER = "end member"  # source suffix of an alloy's pure-element cells, which the fit always trains on
 PAIR_CUTOFF = 1.75  # x nearest-neighbour distance: SQS pairs up to the second neighbours
 TRIPLET_CUTOFF = 1.15  # x nearest-neighbour distance: nearest-neighbour triplets
 

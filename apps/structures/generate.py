@@ -14,9 +14,10 @@ from ase.build import bulk, surface
 
 from autopipe.errors import ConfigError
 
-from .alloys import END_MEMBER, random_decoration, sqs_cluster_space, sqs_decoration
+from .alloys import random_decoration, sqs_cluster_space, sqs_decoration
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
+from .sources import END_MEMBER, slab_source
 
 MIN_VACANCY_CELL = 8  # atoms: a vacancy in a smaller cell is mostly a different crystal
 MIN_SLAB_ATOMS = 8  # atoms: a slab repeated in plane until each layer holds more than one or two
@@ -123,7 +124,7 @@ def generated_structures(gen: GeneratorSettings, seed: int) -> list[Atoms]:
         atoms = decorated(slab(gen, indices), bulk_cell=False)
         atoms.positions += rng.normal(0.0, gen.rattle_stdev, size=atoms.positions.shape)
         miller = "".join(str(i) for i in indices)
-        structures.append(_with_source(atoms, f"{name} ({miller}) slab, {gen.slab_layers} layers"))
+        structures.append(_with_source(atoms, slab_source(name, miller, gen.slab_layers)))
     for element in gen.occupation if gen.occupation and gen.end_members else ():
         atoms = ideal.copy()
         atoms.set_chemical_symbols([element] * len(atoms))

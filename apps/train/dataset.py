@@ -16,7 +16,6 @@ import pandas as pd
 from ase import Atoms
 from pyace.process_df import compute_shifted_scaled_corrected_energy
 
-from ..structures.alloys import END_MEMBER
 from .errors import TrainingFailure
 
 
@@ -76,9 +75,9 @@ def validation_mask(
     A structure's place depends only on sha256(seed:uuid), so a validation structure of generation 1 is
     still one in generation 9. `starting` marks generation 0, whose validation part is the fixed validation
     set: when the hashes leave it empty (with 0.1 and 8 starting structures, 43 % of seeds), the starting
-    structure with the smallest hash is held out too. `always_train` marks reference structures (an alloy's
-    pure end members, `is_reference`) that are never held out: without them the fit cannot place the
-    elements' energies. If every structure lands in validation, the one with the largest hash trains.
+    structure with the smallest hash is held out too. `always_train` marks structures that are never held
+    out (`is_reference`: a generated slab, an alloy's pure end member), each the only one of its kind.
+    If every structure lands in validation, the one with the largest hash trains.
     """
     scores = np.array([_unit_hash(f"{seed}:{name}") for name in names])
     keep = np.zeros(len(scores), dtype=bool) if always_train is None else np.asarray(always_train, dtype=bool)
@@ -90,11 +89,6 @@ def validation_mask(
     if len(mask) and mask.all():
         mask[np.argmax(scores)] = False
     return mask
-
-
-def is_reference(source: str) -> bool:
-    """A structure the fit always trains on: the generator's pure end members of an alloy."""
-    return source.endswith(END_MEMBER)
 
 
 def _unit_hash(text: str) -> float:

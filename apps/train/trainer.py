@@ -20,6 +20,7 @@ from pyace import BBasisConfiguration
 from pyace.linearacefit import LinearACEDataset
 from pydantic import ValidationError
 
+from ..structures.sources import is_reference
 from . import dataset as ds
 from .errors import TrainingFailure
 from .linear import add_core_repulsion, bootstrap_multiplicities, design_dataset, ridge_fit, row_weights
@@ -116,7 +117,7 @@ class PacemakerTrainer:
         df = ds.read_dataset(dataset)
         in_validation = ds.validation_mask(
             df["name"], self.settings.test_fraction, self.settings.seed, starting=df["generation"] == 0,
-            always_train=[ds.is_reference(source) for source in df["source"]],
+            always_train=[is_reference(source) for source in df["source"]],
         )
         ds.check_elements(df[~in_validation], df[in_validation], self.elements)
         ds.check_fittable(df[~in_validation], self.settings.kappa)
