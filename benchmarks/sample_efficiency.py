@@ -237,11 +237,11 @@ def pool(system: System, a0: float, size: Size) -> list[Atoms]:
 
 def generator_settings(system: System, a0: float, size: Size, generator: dict[str, Any]) -> dict[str, Any]:
     """`structures.generator` as a user would write it: the host's fcc cell; an alloy by its `occupation`."""
-    settings = {"prototype": "fcc", "formula": system.host, "a": round(a0, 4), "cubic": True,
+    settings = {"prototype": "fcc", "a": round(a0, 4), "cubic": True,
                 "supercell": [size.supercell] * 3, **generator}
     if system.swap:
         other = next(e for e in system.elements if e != system.host)
-        settings["occupation"] = {system.host: 1 - system.swap, other: system.swap}
+        settings |= {"formula": system.host, "occupation": {system.host: 1 - system.swap, other: system.swap}}
     return settings
 
 
