@@ -58,8 +58,11 @@ def structure_uuid(key: str, index: int) -> str:
 def init_task(config: SystemConfig) -> tuple[str, dict[str, Any]]:
     """The INIT task's key and inputs; with `structure_uuid` they name the starting structures before
     they are built (the pre-flight check of the training split uses that)."""
+    generator = config.structures.generator
+    # `end_members` acts only on an alloy: elsewhere it must not change the key, which names the structures
+    inert = {"generator": {"end_members"}} if generator is not None and generator.occupation is None else None
     inputs = {
-        "settings": config.structures.model_dump(mode="json"),
+        "settings": config.structures.model_dump(mode="json", exclude=inert),
         "elements": list(config.elements),
         "seed": config.loop.seed,
     }

@@ -78,3 +78,20 @@ def test_bad_alloy_settings_name_the_key(tmp_path, generator, message):
     with pytest.raises(ConfigError, match=message) as err:
         load_config(path)
     assert "structures.generator" in str(err.value)
+
+
+def test_end_members_change_the_init_key_only_where_they_act(tmp_path):
+    """The INIT key names the starting structures (their uuids, hence the validation split): a setting that
+    changes nothing INIT makes must not change it, or every pure-metal run would get another split."""
+    from autopipe.workflow import init_task
+
+    def key(elements: str, **generator) -> str:
+        path = tmp_path / "input.yaml"
+        settings = {"prototype": "fcc", "a": 3.8, **generator}
+        path.write_text(f"project: {{name: p}}\nelements: {elements}\nstructures: {{generator: {settings}}}\n"
+                        "dft: {engine: emt}\n")
+        return init_task(load_config(path))[0]
+
+    assert key("[Al]") == key("[Al]", end_members=False)
+    alloy = {"occupation": {"Al": 0.5, "Cu": 0.5}}
+    assert key("[Al, Cu]", **alloy) != key("[Al, Cu]", **alloy, end_members=False)
