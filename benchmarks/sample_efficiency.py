@@ -646,10 +646,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = range(size.dft_budget + 20, args.random_to + 1, 20)
         size = replace(size, random_grid=tuple(sorted({n for n in size.random_grid if n <= args.random_to}
                                                       | {*extra, args.random_to})))
-    if args.surfaces:
-        size = replace(size, generator={**size.generator, **SLAB})
-    if args.no_end_members:
-        size = replace(size, generator={**size.generator, "end_members": False})
+    # what --surfaces and --no-end-members change, in the pool's generator and in the loop's starting set
+    starting_extra = {**(SLAB if args.surfaces else {}), **({"end_members": False} if args.no_end_members else {})}
+    size = replace(size, generator={**size.generator, **starting_extra})
     training = {**TRAINING, "functions_per_element": args.functions, "accuracy": args.accuracy}
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -662,10 +661,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sized = replace(size, generator=lean_start(system, args.cold_rattle)) if args.lean_start else size
             if args.continue_walkers:
                 sized = replace(sized, exploration={**sized.exploration, "continue_walkers": True})
-            if args.surfaces:
-                sized = replace(sized, generator={**sized.generator, **SLAB})
-            if args.no_end_members:
-                sized = replace(sized, generator={**sized.generator, "end_members": False})
+            sized = replace(sized, generator={**sized.generator, **starting_extra})
             a0 = emt_a0(system, size)
             test, candidates = held_out_set(system, a0, size), pool(system, a0, size)
             print(f"{name}: a0 {a0:.4f} A, {len(test)} test frames, pool of {len(candidates)}", flush=True)
