@@ -9,7 +9,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from ase.data import chemical_symbols
 from pydantic import (
@@ -35,7 +35,7 @@ from autopipe.apps.train.settings import TrainingSettings
 from autopipe.errors import ConfigError
 from autopipe.events import canonical_json
 from autopipe.limits import check_input
-from autopipe.validation import Wording, load_model
+from autopipe.validation import Wording, load_model, read_yaml
 
 INPUT_WORDING = Wording(reference="docs/input-reference.md")
 
@@ -203,3 +203,18 @@ def load_config(path: Path, workdir: Path | None = None) -> SystemConfig:
     except ConfigError as err:
         raise ConfigError(f"Invalid input in {path}: {err}") from err
     return config
+
+
+def written_keys(path: Path) -> dict[str, bool]:
+    """Every dotted key path the input file at `path` writes, sections included, mapped to whether it holds a
+    value (False: a section). On resume only keys the user wrote can refuse the run: the others differ by
+    their defaults, which an upgrade may change (workflow.check_compatible)."""
+    return _key_paths(read_yaml(path))
+
+
+def _key_paths(document: Any, prefix: str = "") -> dict[str, bool]:
+    paths: dict[str, bool] = {}
+    for key, value in (document.items() if isinstance(document, dict) else ()):
+        paths[f"{prefix}{key}"] = not isinstance(value, dict)
+        paths.update(_key_paths(value, f"{prefix}{key}."))
+    return paths

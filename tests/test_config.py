@@ -12,7 +12,7 @@ from ase.io import write
 from pydantic import BaseModel
 
 from autopipe.apps.dft.settings import DFTSettings
-from autopipe.config import MinimalConfig, SystemConfig, expand, load_config
+from autopipe.config import MinimalConfig, SystemConfig, expand, load_config, written_keys
 from autopipe.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +110,14 @@ def test_how_labels_are_run_does_not_change_the_hash(tmp_path):
     operational = {"pseudopotentials": {"Al": "Al.pz-vbc.UPF"}, "command": "mpirun -np 2 pw.x",
                    "timeout": 99.0, "max_attempts": 7, "omp_num_threads": 2, "max_failed_fraction": 0.1}
     assert load_config(write_input(tmp_path, dft=operational)).config_hash() == reference
+
+
+def test_written_keys_are_what_the_file_writes_not_the_defaults_inside_a_section(tmp_path):
+    """On resume only keys the user wrote can refuse the run; a section's unwritten keys are defaults."""
+    written = written_keys(write_input(tmp_path, exploration={"temperatures": [300, 600]}))
+    assert written["structures"] is False and written["structures.generator"] is False
+    assert written["structures.generator.prototype"] is True and written["exploration.temperatures"] is True
+    assert "structures.generator.rattle_stdev" not in written and "exploration.steps" not in written
 
 
 def test_emt_engine_needs_no_pseudopotentials(tmp_path):
