@@ -28,7 +28,7 @@ from autopipe.apps.structures import atoms_to_dict, has_vacuum
 from autopipe.apps.structures.sources import is_reference
 from autopipe.apps.train.dataset import validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
-from autopipe.config import SystemConfig
+from autopipe.config import SystemConfig, written_keys
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, execution, read_result
 from autopipe.errors import AssessmentError, ConfigError, UsageError
@@ -90,23 +90,44 @@ class Project:
         return str(path.relative_to(self.root))
 
 
-def check_compatible(config: SystemConfig, store: EventStore) -> None:
-    """Refuse to resume a project that was started from a different input (nothing is written)."""
+def check_compatible(config: SystemConfig, store: EventStore, written: dict[str, bool]) -> SystemConfig:
+    """The config a resumed run goes on with: the one it started with, read with today's schema.
+
+    A key the user wrote (`written`, from `config.written_keys`) whose value is not the run's refuses the
+    run with a ConfigError (nothing is written). A key that differs only by its default, which an upgrade may
+    change, keeps the run's value, so its task keys stay those of the log; a setting new since the run
+    started takes its default. How labels are run (the operational DFT keys) and the project directory are
+    today's.
+    """
     state = fold(store.events())
     if state.config_hash in (None, config.config_hash()):
-        return
-    before = SystemConfig.model_validate({**state.config, "project_dir": config.project_dir})
+        return config
+    started = SystemConfig.model_validate({**state.config, "project_dir": config.project_dir})
+    started_json = started.model_dump(mode="json")
     ignored = {"project_dir"} | {f"dft.{key}" for key in OPERATIONAL_KEYS}
-    changed = [
-        key
-        for key in _changed_keys(before.model_dump(mode="json"), config.model_dump(mode="json"))
-        if key not in ignored
-    ]
-    raise ConfigError(
-        f"{config.project_dir} was started from a different input: {', '.join(changed) or 'settings'} "
-        "changed. Resume with the input the run was started with (its copy is input.yaml in the project "
-        "directory), or choose another --workdir for a new run."
-    )
+    changed = [key for key in _changed_keys(started_json, config.model_dump(mode="json")) if key not in ignored]
+    refused = [key for key in changed if _is_written(key, written)]
+    if refused:
+        raise ConfigError(
+            f"{config.project_dir} was started from a different input: {', '.join(refused)} changed. Resume "
+            "with the input the run was started with (its copy is input.yaml in the project directory), or "
+            "choose another --workdir for a new run."
+        )
+    new = [key for key in _changed_keys(state.config, started_json) if key not in ignored]
+    notes = []
+    if changed:
+        notes.append(f"kept the values this run started with for {', '.join(changed)} (today's default differs)")
+    if new:
+        notes.append(f"settings new since it started take their defaults: {', '.join(new)}")
+    if notes:
+        log.warning("Resuming: %s.", "; ".join(notes))
+    operational = {key: getattr(config.dft, key) for key in OPERATIONAL_KEYS}
+    return started.model_copy(update={"dft": started.dft.model_copy(update=operational)})
+
+
+def _is_written(key: str, written: dict[str, bool]) -> bool:
+    """Whether the user wrote `key`: the key itself, or a value (not a section) that holds it."""
+    return key in written or any(written.get(key[:i]) for i, char in enumerate(key) if char == ".")
 
 
 class WorkflowManager:
@@ -684,7 +705,7 @@ def run_project(
     if project.events.exists():
         with EventStore.open_existing(project.events) as existing:
             n_events = check_intact(existing)
-            check_compatible(config, existing)
+            config = check_compatible(config, existing, _written(input_path, project.root / "input.yaml"))
             check_potentials(project.root, fold(existing.events()))
     check_pair(project.root, n_events)
     imported = None
@@ -740,6 +761,17 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
         manager.attach(store)
         with _parsl(site, project):
             return manager.assess(generation, source="cli")
+
+
+def _written(*inputs: Path) -> dict[str, bool]:
+    """The keys the user wrote: in today's input and in the project's copy of the input the run started with
+    (a key deleted from the input since is a change of the user's, not of a default)."""
+    written: dict[str, bool] = {}
+    for path in inputs:
+        if path.is_file():
+            for key, holds_value in written_keys(path).items():
+                written[key] = written.get(key, False) or holds_value
+    return written
 
 
 def _site(site_name: str) -> Any:

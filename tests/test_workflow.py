@@ -2,12 +2,17 @@
 not DFT) and the thread-pool site, with the real pyace fit and MD. The real-pw.x path is in test_loop_e2e.py.
 """
 
+import copy
+import hashlib
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ase.db
 import pytest
@@ -15,10 +20,11 @@ from ase.build import bulk
 from ase.io import read, write
 from installed import MLIP_AUTO, mlip_auto
 
+from autopipe.apps.dft.settings import OPERATIONAL_KEYS
 from autopipe.apps.structures import atoms_to_dict
-from autopipe.config import load_config
-from autopipe.events import EventStore, fold, run_lock
-from autopipe.workflow import WorkflowManager
+from autopipe.config import load_config, written_keys
+from autopipe.events import EventStore, canonical_json, fold, run_lock
+from autopipe.workflow import WorkflowManager, check_compatible
 
 INPUT = """
 project: {{name: emt_al}}
@@ -175,9 +181,9 @@ def test_unknown_site_exits_2(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.yaml"]
 
 
-def test_sigterm_stops_with_130_and_the_rerun_finishes(tmp_path):
-    input_path = write_input(tmp_path)
-    events_file = tmp_path / "emt_al" / "events.sqlite"
+def interrupt_during_training(input_path: Path) -> tuple[int, str]:
+    """Run `input_path` and SIGTERM the run once its first fit is submitted; the exit code and stderr."""
+    events_file = input_path.parent / "emt_al" / "events.sqlite"
     process = subprocess.Popen([MLIP_AUTO, "run", str(input_path), "--site", "threads"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -186,7 +192,13 @@ def test_sigterm_stops_with_130_and_the_rerun_finishes(tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
+    return process.returncode, stderr
+
+
+def test_sigterm_stops_with_130_and_the_rerun_finishes(tmp_path):
+    input_path = write_input(tmp_path)
+    code, stderr = interrupt_during_training(input_path)
+    assert code == 130
     assert "Interrupted" in stderr and "Traceback" not in stderr
     assert kinds(tmp_path / "emt_al")[-1] != "run.finished"
     result = mlip_auto("run", str(input_path), "--site", "threads")
@@ -252,3 +264,131 @@ def test_the_same_input_in_another_directory_gives_the_same_run(finished, tmp_pa
                 [m["potential"] for m in state.models.values()])
 
     assert facts(elsewhere.parent / "emt_al") == facts(finished.parent / "emt_al")
+
+
+# --- resuming after an upgrade of mlip-autopipe ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> Path:
+    """The EMT project stopped by SIGTERM while fitting generation 0 (its input); tests resume copies of it."""
+    input_path = write_input(tmp_path_factory.mktemp("interrupted"))
+    assert interrupt_during_training(input_path)[0] == 130
+    return input_path
+
+
+def started_by_an_older_version(interrupted: Path, folder: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the interrupted project as an older mlip-autopipe would have left it: `edit` changes the
+    config its `run.started` records (a setting that did not exist yet, another default), hashed as that
+    version hashed it. The log is written anew through EventStore, which chains the hashes, so it verifies.
+    Returns the copy's input, which writes what the user wrote then."""
+    shutil.copytree(interrupted.parent, folder, dirs_exist_ok=True)
+    events_file = folder / "emt_al" / "events.sqlite"
+    with EventStore.open_existing(events_file) as store:
+        events = store.events()
+    events_file.unlink()
+    with EventStore(events_file) as store:
+        for event in events:
+            payload = event.payload
+            if event.kind == "run.started":
+                config = copy.deepcopy(payload["config"])
+                edit(config)
+                payload = {**payload, "config": config, "config_hash": _hash_as_started(config)}
+            store.append(event.kind, payload)
+    assert mlip_auto("events", "verify", str(folder / "emt_al")).returncode == 0
+    return folder / "input.yaml"
+
+
+def _hash_as_started(config: dict[str, Any]) -> str:
+    """`SystemConfig.config_hash` of a stored config that today's schema would not produce."""
+    hashed = {key: value for key, value in config.items() if key != "project_dir"}
+    hashed["dft"] = {key: value for key, value in config["dft"].items() if key not in OPERATIONAL_KEYS}
+    return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()
+
+
+def _without_end_members(config: dict[str, Any]) -> None:
+    del config["structures"]["generator"]["end_members"]  # added in a later version
+
+
+def _two_walkers_per_temperature(config: dict[str, Any]) -> None:
+    config["exploration"]["walkers_per_temperature"] = 2  # the default then; the input does not write it
+
+
+def _after_resume(project: Path) -> tuple[set[str], list[dict[str, Any]], list[Any]]:
+    """The keys completed before the (first) resume, the `run.resumed` payloads, and the events after it."""
+    with EventStore.open_existing(project / "events.sqlite") as store:
+        events = store.events()
+    first = next(i for i, e in enumerate(events) if e.kind == "run.resumed")
+    done = {e.payload["key"] for e in events[:first] if e.kind == "task.completed"}
+    return done, [e.payload for e in events if e.kind == "run.resumed"], events[first:]
+
+
+def test_a_run_started_before_a_setting_existed_resumes_and_recomputes_nothing(interrupted, finished, tmp_path):
+    input_path = started_by_an_older_version(interrupted, tmp_path, _without_end_members)
+    result = mlip_auto("run", str(input_path), "--site", "threads")
+    assert result.returncode == 0 and "DONE" in result.stdout, result.stderr
+    assert "take their defaults: structures.generator.end_members" in " ".join(result.stderr.split())
+    done, resumed, after = _after_resume(tmp_path / "emt_al")
+    again = {e.payload["key"] for e in after if e.kind in ("task.submitted", "task.retried")}
+    assert done and not again & done
+    assert [p["config_hash"] for p in resumed] == [load_config(input_path).config_hash()]
+    with EventStore.open_existing(tmp_path / "emt_al" / "events.sqlite") as store:
+        tasks = sorted(fold(store.events()).tasks)
+    with EventStore.open_existing(finished.parent / "emt_al" / "events.sqlite") as store:
+        assert tasks == sorted(fold(store.events()).tasks)  # the run the input makes today, uninterrupted
+
+
+def test_a_default_that_changed_keeps_the_value_the_run_started_with(interrupted, tmp_path):
+    input_path = started_by_an_older_version(interrupted, tmp_path, _two_walkers_per_temperature)
+    project = tmp_path / "emt_al"
+    before = kinds(project)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(input_path.read_text().replace("max_per_generation: 2", "max_per_generation: 3"))
+    refused = mlip_auto("run", str(changed), "--site", "threads", "--workdir", str(project))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert "different input: selection.max_per_generation changed" in message
+    assert "walkers_per_temperature" not in message
+    assert kinds(project) == before
+
+    result = mlip_auto("run", str(input_path), "--site", "threads")
+    assert result.returncode == 0 and "DONE" in result.stdout, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "kept the values this run started with for exploration.walkers_per_temperature" in message
+    done, resumed, after = _after_resume(project)
+    again = {e.payload["key"] for e in after if e.kind in ("task.submitted", "task.retried")}
+    assert done and not again & done
+    walkers = [e.payload["n_walkers"] for e in after if e.kind == "exploration.finished"]
+    assert walkers and set(walkers) == {4}  # 600 K, NVT and NPT, two walkers each: the run's setting
+    assert resumed[0]["config_hash"] != load_config(input_path).config_hash()
+
+
+def test_every_later_resume_goes_on_with_the_config_the_run_started_with(interrupted, tmp_path):
+    def older(config: dict[str, Any]) -> None:
+        _without_end_members(config)
+        _two_walkers_per_temperature(config)
+
+    input_path = started_by_an_older_version(interrupted, tmp_path, older)
+    today = load_config(input_path)
+    with EventStore.open_existing(tmp_path / "emt_al" / "events.sqlite") as store:
+        used = []
+        for _ in range(3):
+            config = check_compatible(today, store, written_keys(input_path))
+            WorkflowManager(config, "threads", {"light": "threads"}, "").open(store)
+            used.append(config)
+        resumed = [e.payload["config_hash"] for e in store.events() if e.kind == "run.resumed"]
+    assert used[0] == used[1] == used[2]
+    assert used[0].exploration.walkers_per_temperature == 2 and used[0].structures.generator.end_members
+    assert used[0].model_dump(exclude={"exploration"}) == today.model_dump(exclude={"exploration"})
+    assert resumed == [used[0].config_hash()] * 3
+
+
+def test_a_key_deleted_from_the_input_since_the_run_started_is_refused(interrupted, tmp_path):
+    shutil.copytree(interrupted.parent, tmp_path, dirs_exist_ok=True)
+    input_path = tmp_path / "input.yaml"
+    input_path.write_text(input_path.read_text().replace("selection: {max_per_generation: 2}\n", ""))
+    before = kinds(tmp_path / "emt_al")
+    result = mlip_auto("run", str(input_path), "--site", "threads")
+    assert result.returncode == 2
+    assert "different input: selection.max_per_generation changed" in " ".join(result.stderr.split())
+    assert kinds(tmp_path / "emt_al") == before
