@@ -21,6 +21,7 @@ from typing import Any
 
 from ase import Atoms
 from ase.io import read
+from pydantic import ValidationError
 
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
@@ -28,13 +29,14 @@ from autopipe.apps.structures import atoms_to_dict, has_vacuum
 from autopipe.apps.structures.sources import is_reference
 from autopipe.apps.train.dataset import validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
-from autopipe.config import SystemConfig, written_keys
+from autopipe.config import INPUT_WORDING, SystemConfig, written_keys
 from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, execution, read_result
 from autopipe.errors import AssessmentError, ConfigError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState, canonical_json, fold
 from autopipe.import_labels import Label, import_labels, read_labels
 from autopipe.machine import AssessOutcome, LabelOutcome, LoopMachine, SelectOutcome
+from autopipe.validation import format_validation_error
 
 log = logging.getLogger("autopipe")
 
@@ -102,7 +104,15 @@ def check_compatible(config: SystemConfig, store: EventStore, written: dict[str,
     state = fold(store.events())
     if state.config_hash in (None, config.config_hash()):
         return config
-    started = SystemConfig.model_validate({**state.config, "project_dir": config.project_dir})
+    try:
+        started = SystemConfig.model_validate({**state.config, "project_dir": config.project_dir})
+    except ValidationError as err:  # a setting this version removed, or a value it no longer allows
+        problems = format_validation_error(err, store.path, SystemConfig, INPUT_WORDING).splitlines()[1:-1]
+        raise ConfigError(
+            f"{config.project_dir} was started by another version of mlip-autopipe, with settings this version "
+            f"does not read:\n" + "\n".join(problems) + "\nFinish the run with the version that started it "
+            "(autopipe_version in its run.started event), or choose another --workdir for a new run."
+        ) from err
     started_json = started.model_dump(mode="json")
     ignored = {"project_dir"} | {f"dft.{key}" for key in OPERATIONAL_KEYS}
     changed = [key for key in _changed_keys(started_json, config.model_dump(mode="json")) if key not in ignored]

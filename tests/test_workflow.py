@@ -392,3 +392,18 @@ def test_a_key_deleted_from_the_input_since_the_run_started_is_refused(interrupt
     assert result.returncode == 2
     assert "different input: selection.max_per_generation changed" in " ".join(result.stderr.split())
     assert kinds(tmp_path / "emt_al") == before
+
+
+def test_a_run_started_with_a_setting_this_version_removed_is_refused_in_one_paragraph(interrupted, tmp_path):
+    def with_a_removed_setting(config: dict[str, Any]) -> None:
+        config["exploration"]["thermostat"] = "berendsen"  # a key an older version had, this one does not
+
+    input_path = started_by_an_older_version(interrupted, tmp_path, with_a_removed_setting)
+    before = kinds(tmp_path / "emt_al")
+    result = mlip_auto("run", str(input_path), "--site", "threads")
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "was started by another version of mlip-autopipe" in message
+    assert "exploration.thermostat: unknown key" in message
+    assert kinds(tmp_path / "emt_al") == before
