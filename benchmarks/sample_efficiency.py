@@ -89,7 +89,7 @@ FULL = Size(
     exploration={"temperatures": [600, 900, 1200], "ensembles": ["nvt", "npt"], "pressures": [0, 5],
                  "steps": 300, "timestep_fs": 2.0, "gamma_select": 5.0, "gamma_halt": 25.0,
                  "max_frames_per_walker": 10},
-    max_per_generation=8, max_generations=6, dft_budget=60,
+    max_per_generation=SelectionSettings().max_per_generation, max_generations=6, dft_budget=60,
     pool_steps=300, pool_stride=20, pool_static=12, random_grid=(20, 30, 40, 50, 60),
     test_temperatures=(900, 1200), test_scales=(0.97, 1.00, 1.03), test_repeats=(2, 3),
     test_steps=150, test_frames=3,
@@ -626,6 +626,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "(structures.generator.end_members: false)")
     parser.add_argument("--continue-walkers", action="store_true",
                         help="exploration.continue_walkers: each walker continues its predecessor's trajectory")
+    parser.add_argument("--per-generation", type=int, default=None,
+                        help="selection.max_per_generation of the loop (default: the product's)")
     parser.add_argument("--quick", action="store_true", help="a smoke version: 4-atom cells, 2 generations")
     parser.add_argument("--nonlinear", action="store_true",
                         help="also fit nonlinear Pacemaker (tensorpot) on the first system and seed")
@@ -642,6 +644,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     size = QUICK if args.quick else FULL
     if args.lean_start:
         size = replace(size, random_grid=tuple(sorted({*LEAN_GRID, *size.random_grid})))
+    if args.per_generation:
+        size = replace(size, max_per_generation=args.per_generation)
     if args.random_to:
         extra = range(size.dft_budget + 20, args.random_to + 1, 20)
         size = replace(size, random_grid=tuple(sorted({n for n in size.random_grid if n <= args.random_to}
