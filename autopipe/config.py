@@ -69,7 +69,9 @@ class LoopSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_generations: PositiveInt = Field(3, description="number of potentials trained")
+    max_generations: PositiveInt = Field(
+        6, description="number of potentials trained (with 4 labels per generation, up to 20 selected)"
+    )
     dft_budget: PositiveInt = Field(
         200, description="most successful DFT labels in the whole run, the starting structures' included"
     )

@@ -49,7 +49,7 @@ def test_expand_resolves_defaults_and_makes_paths_absolute(tmp_path, monkeypatch
     assert config.project_dir == tmp_path / "demo"
     assert config.structures.generator.formula == "Al"  # the first of `elements`
     assert config.dft == DFTSettings(pseudo_dir=tmp_path / "pp", pseudopotentials={"Al": "Al.pz-vbc.UPF"})
-    assert (config.loop.max_generations, config.loop.dft_budget, config.loop.seed) == (3, 200, 0)
+    assert (config.loop.max_generations, config.loop.dft_budget, config.loop.seed) == (6, 200, 0)
     assert config.exploration.temperatures == [300.0]
 
 

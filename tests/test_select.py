@@ -39,9 +39,10 @@ def walker_file(directory: Path, frames: list[Atoms]) -> str:
 
 
 def select(files, pot, tmp_path, gamma_select=5.0, limit=100, labelled=None, seed=0, **settings) -> dict:
+    """SELECT on `files`, with batches of 8 unless `settings` say otherwise (the cases below pick up to 8)."""
     result = select_candidates(
         files,
-        settings,
+        {"max_per_generation": 8, **settings},
         gamma_select,
         limit,
         str(tmp_path / "select"),

@@ -16,7 +16,9 @@ class SelectionSettings(BaseModel):
         "d_optimal",
         description="d_optimal (MaxVol against the active set), max_gamma, farthest_point or random",
     )
-    max_per_generation: PositiveInt = 8
+    max_per_generation: PositiveInt = Field(
+        4, description="most new DFT labels per generation; smaller batches refit sooner and need fewer labels",
+    )
     min_step_separation: PositiveInt = Field(
         20,
         description="MD steps; closer frames of one walker are near-duplicates (the better-ranked is kept)",
