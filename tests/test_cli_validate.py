@@ -183,7 +183,7 @@ def test_valid_input_prints_a_summary_and_writes_nothing(tmp_path, monkeypatch):
         "Al.pz-vbc.UPF",
         "3: 3 x Al4",
         "linear",
-        "3 generations",
+        "6 generations",
         str(tmp_path / "runs" / "demo"),
         "input.yaml is valid.",
     ):
