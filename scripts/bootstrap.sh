@@ -1,23 +1,63 @@
 #!/usr/bin/env bash
 # Prepare a machine for mlip-autopipe, idempotently: Quantum ESPRESSO's pw.x (apt, when missing and
-# possible), a virtual environment in .venv with the package and its test tools. Safe to run again.
+# possible), a virtual environment in .venv with the package and its test tools. Safe to run again; a
+# second run installs nothing and takes about a second.
+#
+#   scripts/bootstrap.sh              pw.x and .venv (what scripts/demo.sh needs)
+#   scripts/bootstrap.sh --tensorpot  also the nonlinear Pacemaker backend (TensorFlow, about 900 MB, in .venv)
+#   scripts/bootstrap.sh --tests      everything the test suite runs: also headless Chromium (the status
+#                                     report's test), SLURM and munge (the one-node cluster of the SLURM
+#                                     tests) and the tensorpot backend. What cannot be installed here (no
+#                                     root, no sudo) is named; pytest then skips those tests and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v pw.x >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "bootstrap: installing Quantum ESPRESSO (pw.x) with apt-get" >&2
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q quantum-espresso >/dev/null
-  elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
-    echo "bootstrap: installing Quantum ESPRESSO (pw.x) with sudo apt-get" >&2
-    sudo apt-get update -q >/dev/null
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q quantum-espresso >/dev/null
+tests=false tensorpot=false
+for arg in "$@"; do
+  case $arg in
+    --tests) tests=true tensorpot=true ;;
+    --tensorpot) tensorpot=true ;;
+    *) echo "bootstrap: unknown option $arg (use --tests or --tensorpot)" >&2; exit 2 ;;
+  esac
+done
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+# Debian packages this machine lacks, each for the program that shows it is there: `packages` with their
+# recommended ones (QE's pseudopotentials, Chromium's fonts), `bare` without (SLURM needs none of its).
+packages=() bare=()
+have pw.x || packages+=(quantum-espresso)
+if $tests; then
+  have chromium || packages+=(chromium)
+  for program in slurmctld slurmd sinfo munged; do
+    have "$program" || { bare+=(slurmctld slurmd slurm-client munge); break; }
+  done
+fi
+apt_install() {  # apt_install [apt-get options] PACKAGE...: as root, or through sudo
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 "$@" >/dev/null
+}
+
+if [ $((${#packages[@]} + ${#bare[@]})) -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo)
   else
-    echo "bootstrap: pw.x (Quantum ESPRESSO) is not on PATH and cannot be installed here." >&2
+    as_root=(none)
+  fi
+  if [ "${as_root[*]-}" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing with ${as_root[*]:+sudo }apt-get: ${packages[*]} ${bare[*]} (about a minute)" >&2
+    "${as_root[@]}" apt-get update -q >/dev/null
+    [ ${#packages[@]} -eq 0 ] || apt_install "${packages[@]}"
+    [ ${#bare[@]} -eq 0 ] || apt_install --no-install-recommends "${bare[@]}"
+  elif ! have pw.x; then
+    echo "bootstrap: pw.x (Quantum ESPRESSO) is not on PATH and cannot be installed here (not root, no sudo)." >&2
     echo "  Debian/Ubuntu: apt-get install quantum-espresso; HPC: module load quantum-espresso;" >&2
     echo "  conda: conda install -c conda-forge qe. Then run this command again." >&2
     exit 1
+  else
+    echo "bootstrap: cannot install ${packages[*]} ${bare[*]} here (not root, no sudo); the tests that need" >&2
+    echo "  them are skipped, and pytest's last lines name them. As root: apt-get install ${packages[*]} ${bare[*]}" >&2
   fi
 fi
 
@@ -38,4 +78,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[dev]"
   touch "$stamp"
+fi
+
+# tensorpotential declares a CUDA TensorFlow, so it goes in without its dependencies; the `tensorpot`
+# extra carries the CPU TensorFlow and the rest of what it imports (docs/training.md).
+if $tensorpot && ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorpotential') is None)"; then
+  echo "bootstrap: installing TensorFlow and tensorpotential into .venv (nonlinear fits; about 900 MB)" >&2
+  .venv/bin/python -m pip install -q -e ".[dev,tensorpot]"
+  .venv/bin/python -m pip install -q --no-deps "tensorpotential==0.6.2.1"
 fi

@@ -1,10 +1,12 @@
 """Fixtures shared by several test modules."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +21,62 @@ REPO = Path(__file__).resolve().parents[1]
 SLURM_PROGRAMS = ("slurmctld", "slurmd", "sbatch", "munged")
 
 
+def _program(name: str) -> bool:
+    return bool(shutil.which(name)) or Path("/usr/sbin", name).exists()
+
+
+#: What the suite needs beyond .venv's packages: how to tell it is here, and how to install it.
+#: `scripts/test.sh` installs all of it (scripts/bootstrap.sh --tests). A test marked
+#: `@pytest.mark.needs(NAME)` (or `qe`, which needs pw.x) is skipped where NAME is missing, and the session
+#: ends with one line naming what to install; in CI (CI=true) it fails instead, so a green CI never hides
+#: a real test that did not run.
+NEEDS: dict[str, tuple[Callable[[], bool], str]] = {
+    "pw.x": (lambda: _program("pw.x"), "apt-get install quantum-espresso"),
+    "pseudopotentials": (lambda: Path("/usr/share/espresso/pseudo").is_dir(), "apt-get install quantum-espresso-data"),
+    "chromium": (lambda: _program("chromium"), "apt-get install chromium"),
+    "slurm": (lambda: all(map(_program, SLURM_PROGRAMS)),
+              "apt-get install --no-install-recommends slurmctld slurmd slurm-client munge"),
+    "tensorpot": (lambda: importlib.util.find_spec("tensorpotential") is not None, "scripts/install-tensorpot.sh"),
+}  # fmt: skip
+_skipped: Counter[str] = Counter()
+
+
+def need(name: str) -> None:
+    """Skip (fail in CI) the running test unless NEEDS[name] is on this machine."""
+    present, install = NEEDS[name]
+    if present():
+        return
+    message = f"{name} is not installed here ({install}; scripts/test.sh installs it as root or with sudo)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    _skipped[name] += 1
+    pytest.skip(message)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs"):
+        need(*mark.args)
+    if item.get_closest_marker("qe"):
+        need("pw.x")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _skipped:
+        missing = "; ".join(f"{name} ({count} test{'s' * (count > 1)}): {NEEDS[name][1]}" for name, count in _skipped.items())
+        terminalreporter.write_line(
+            f"Not run, missing on this machine: {missing}. scripts/test.sh installs them as root or with sudo.",
+            yellow=True,
+        )
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory) -> Iterator[Path]:
     """A real one-node SLURM cluster, started and stopped by the repository's own script.
 
     Yields the cluster's slurm.conf (exported as SLURM_CONF for the session). Skipped on a machine without
-    SLURM, except in CI (CI=true), where a cluster that cannot be started fails the tests.
+    SLURM (`need`), except in CI, where a cluster that cannot be started fails the tests.
     """
-    missing = [p for p in SLURM_PROGRAMS if not (shutil.which(p) or Path("/usr/sbin", p).exists())]
-    if missing and os.environ.get("CI") != "true":
-        pytest.skip(f"SLURM is not installed here ({', '.join(missing)} missing); .ci/run installs it")
+    need("slurm")
     state = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "AUTOPIPE_SLURM_DIR": str(state)}
     script = REPO / "scripts" / "slurm-cluster.sh"

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from autopipe.apps.dft.settings import DFTSettings
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.errors import DFTError
 
-pytestmark = [pytest.mark.qe, pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x not installed")]
+pytestmark = pytest.mark.qe
 
 PSEUDOS = {"Al": "Al.pz-vbc.UPF", "Si": "Si.pz-vbc.UPF", "Fe": "Fe.pbe-nd-rrkjus.UPF"}
 CHEAP = {"ecutwfc": 20, "kspacing": 0.5}

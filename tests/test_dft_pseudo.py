@@ -11,7 +11,7 @@ from autopipe.apps.dft.pseudo import upf_files_for
 from autopipe.errors import ConfigError
 
 PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
-pytestmark = pytest.mark.skipif(not PSEUDO_DIR.is_dir(), reason="quantum-espresso-data not installed")
+pytestmark = pytest.mark.needs("pseudopotentials")
 
 
 def test_upf_v2_paw_header_gives_type_cutoffs_valence_and_md5():

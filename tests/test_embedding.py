@@ -5,7 +5,6 @@ its new boundary, and carry `energy_weight` 0 and a `force_mask` on the core thr
 export and the trainer's dataset; one such cell goes through the real pw.x.
 """
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +155,6 @@ def test_masks_travel_through_the_database_the_export_and_the_trainer(cut, tmp_p
 
 
 @pytest.mark.qe
-@pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x not installed")
 def test_an_embedded_cell_is_labelled_by_real_pw_x(tmp_path):
     """A small cut (core: the first neighbour shell; 1.6 A buffer: a 9.1 A cube) at 12 Ry, Gamma only: 13 s."""
     frame = md_frame(repeat=4, rattle=0.03, seed=2)

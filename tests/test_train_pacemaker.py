@@ -82,8 +82,8 @@ def test_changed_basis_or_missing_file_means_a_cold_start(cold_fit):
 
 
 @pytest.mark.slow
+@pytest.mark.needs("tensorpot")
 def test_tensorpot_backend_short_fit(tmp_path):
-    pytest.importorskip("tensorpotential", reason="the tensorpot extra is not installed")
     dataset = write_frames(tmp_path / "dataset.extxyz", emt_frames(30))
     settings = TrainingSettings(mode="nonlinear", accuracy="fast", max_iterations=20).model_dump(mode="json")
     result = fit(dataset, settings, ["Al"], str(tmp_path / "fit"))

@@ -8,7 +8,6 @@ program is a grandchild of the task, which the kernel's parent-death signal does
 of its whole process group does.
 """
 
-import shutil
 import signal
 import subprocess
 import time
@@ -20,8 +19,7 @@ from installed import MLIP_AUTO
 
 from autopipe.events import EventStore, fold
 
-pytestmark = [pytest.mark.slow, pytest.mark.qe,
-              pytest.mark.skipif(shutil.which("pw.x") is None, reason="pw.x not installed")]
+pytestmark = [pytest.mark.slow, pytest.mark.qe]
 
 INPUT = """
 project: {{name: al}}
