@@ -33,11 +33,16 @@ if $tests; then
     have "$program" || { bare+=(slurmctld slurmd slurm-client munge); break; }
   done
 fi
+pip_install() {  # pip_install ARG...: into .venv, its chatter in .venv/pip.log unless it fails
+  .venv/bin/python -m pip install -q "$@" >.venv/pip.log 2>&1 || {
+    tail -n 40 .venv/pip.log >&2; echo "bootstrap: pip install $* failed (.venv/pip.log)" >&2; exit 1; }
+}
 apt_install() {  # apt_install [apt-get options] PACKAGE...: as root, or through sudo
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 "$@" >/dev/null
 }
 
-if [ $((${#packages[@]} + ${#bare[@]})) -gt 0 ]; then
+missing=("${packages[@]}" "${bare[@]}")
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     as_root=()
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -46,7 +51,7 @@ if [ $((${#packages[@]} + ${#bare[@]})) -gt 0 ]; then
     as_root=(none)
   fi
   if [ "${as_root[*]-}" != none ] && command -v apt-get >/dev/null 2>&1; then
-    echo "bootstrap: installing with ${as_root[*]:+sudo }apt-get: ${packages[*]} ${bare[*]} (about a minute)" >&2
+    echo "bootstrap: installing with ${as_root[*]:+sudo }apt-get: ${missing[*]} (about a minute)" >&2
     "${as_root[@]}" apt-get update -q >/dev/null
     [ ${#packages[@]} -eq 0 ] || apt_install "${packages[@]}"
     [ ${#bare[@]} -eq 0 ] || apt_install --no-install-recommends "${bare[@]}"
@@ -56,8 +61,8 @@ if [ $((${#packages[@]} + ${#bare[@]})) -gt 0 ]; then
     echo "  conda: conda install -c conda-forge qe. Then run this command again." >&2
     exit 1
   else
-    echo "bootstrap: cannot install ${packages[*]} ${bare[*]} here (not root, no sudo); the tests that need" >&2
-    echo "  them are skipped, and pytest's last lines name them. As root: apt-get install ${packages[*]} ${bare[*]}" >&2
+    echo "bootstrap: cannot install ${missing[*]} here (not root, no sudo); the tests that need them" >&2
+    echo "  are skipped, and pytest's last lines name them. As root: apt-get install ${missing[*]}" >&2
   fi
 fi
 
@@ -75,8 +80,8 @@ fi
 stamp=.venv/.autopipe-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing mlip-autopipe and its dependencies into .venv (first time: a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  pip_install --upgrade pip
+  pip_install -e ".[dev]"
   touch "$stamp"
 fi
 
@@ -84,6 +89,6 @@ fi
 # extra carries the CPU TensorFlow and the rest of what it imports (docs/training.md).
 if $tensorpot && ! .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorpotential') is None)"; then
   echo "bootstrap: installing TensorFlow and tensorpotential into .venv (nonlinear fits; about 900 MB)" >&2
-  .venv/bin/python -m pip install -q -e ".[dev,tensorpot]"
-  .venv/bin/python -m pip install -q --no-deps "tensorpotential==0.6.2.1"
+  pip_install -e ".[dev,tensorpot]"
+  pip_install --no-deps "tensorpotential==0.6.2.1"
 fi
