@@ -86,7 +86,7 @@ def _resolve(path: Path) -> Path:
 def _refuse_inside_project(path: Path, where: Path, output: Output) -> None:
     """UsageError if `where` is inside a project directory but not under `output`'s place there."""
     for directory in where.parents:
-        if is_project(directory) and where.relative_to(directory).parts[0] != output.place:
+        if is_project(directory) and not _under_place(where, directory, output.place):
             allowed = f", or under its {output.place}/ directory" if output.place else ""
             raise _refusal(
                 path, where,
@@ -107,12 +107,16 @@ def _mode(path: Path, target: Path) -> int | None:
 
 def _own_place(target: Path, output: Output) -> Path | None:
     """The `<project>/<place>` directory `target` lies under, if any: what is there is the command's own."""
-    if output.place is None:
-        return None
     for directory in target.parents:
-        if directory.name == output.place and is_project(directory.parent):
-            return directory
+        if output.place and is_project(directory) and _under_place(target, directory, output.place):
+            return directory / output.place
     return None
+
+
+def _under_place(where: Path, project: Path, place: str | None) -> bool:
+    """Whether `where` lies under `project`'s `place` (not the place itself: that stays a directory)."""
+    parts = where.relative_to(project).parts
+    return place is not None and len(parts) > 1 and parts[0] == place
 
 
 def _carries_marker(target: Path, marker: str | None) -> bool:

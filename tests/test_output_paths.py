@@ -197,6 +197,8 @@ def test_the_default_report_and_the_report_directory_stay_allowed(project, tmp_p
     fresh.mkdir()
     for name in ("events.sqlite", "structures.db"):
         (fresh / name).write_bytes((project / name).read_bytes())
+    assert refused(refusal("status", str(fresh), "--html", str(fresh / "report")), fresh / "report")
+    assert not (fresh / "report").exists()  # report/ itself stays a name for the directory
     assert refusal("status", str(fresh)).returncode == 0 and (fresh / "report" / "status.html").is_file()
     deeper = refusal("status", str(project), "--html", str(project / "report" / "new" / "s.html"))
     assert refused(deeper, project / "report" / "new" / "s.html")
