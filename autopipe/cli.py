@@ -33,9 +33,9 @@ from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.executors import load_site, resources_text
 from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
+from autopipe.output_paths import EXAMPLE_INPUT, EXPORT, EXPORT_WRITER, check_output, replace_atomically
 from autopipe.preflight import check_before_run
 from autopipe.progress import show_progress
-from autopipe.project_files import refuse_project_file
 from autopipe.project_reader import read_events
 from autopipe.replay import replay, state_summary
 from autopipe.report import REPORT_FILE, build_report
@@ -128,12 +128,11 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented example input.yaml to start from."""
-    refuse_project_file(path)
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists; pass --force to overwrite it.")
+    target = check_output(path, EXAMPLE_INPUT, force)
     template = resources.files("autopipe").joinpath("templates/input.yaml").read_text(encoding="utf-8")
     try:
-        path.write_text(template, encoding="utf-8")
+        with replace_atomically(target) as handle:
+            handle.write(template)
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror}.") from err
     console.print(f"Wrote {path}. Edit it, then check it with: mlip-auto validate {path}", soft_wrap=True)
@@ -284,13 +283,19 @@ def export(
     all_structures: Annotated[
         bool, typer.Option("--all", help="Also structures without a DFT label (failed or pending).")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a file that is not an export.")] = False,
 ) -> None:
     """Write PROJECT's labelled structures (energies, forces, stresses) to an extended XYZ file."""
     database = project / "structures.db"
     if not database.is_file():
         raise UsageError(f"{project} holds no structure database (structures.db): is it a project directory?")
-    refuse_project_file(output)
-    count = DatabaseManager(database).export_extxyz(output, labelled_only=not all_structures)
+    target = check_output(output, EXPORT, force)
+    try:
+        count = DatabaseManager(database).export_extxyz(
+            target, labelled_only=not all_structures, written_by=EXPORT_WRITER
+        )
+    except OSError as err:
+        raise UsageError(f"cannot write {output}: {err.strerror}.") from err
     console.print(f"Wrote {count} structures to {output}.", soft_wrap=True)
 
 
@@ -301,10 +306,11 @@ def status(
                                                             "(default: PROJECT/report/status.html).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report's figures as JSON.")] = False,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a file that is not a report.")] = False,
 ) -> None:
     """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes."""
     path = html or project / REPORT_FILE
-    figures = build_report(project, path)
+    figures = build_report(project, path, force)
     if as_json:
         print(json.dumps({**figures, "html": str(path)}, indent=1))
     else:

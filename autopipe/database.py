@@ -9,7 +9,6 @@ write is committed before the call returns (one SQLite transaction, synchronous=
 workflow writes data here first, then the event that points to it.
 """
 
-import os
 import uuid as uuidlib
 from collections import Counter
 from pathlib import Path
@@ -24,6 +23,7 @@ from ase.db.row import AtomsRow
 
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import RunError
+from autopipe.output_paths import replace_atomically
 
 #: Per-atom arrays ase.db keeps in its own columns; any other array (e.g. ``force_mask``) goes to ``data``.
 NATIVE_ARRAYS = {"numbers", "positions", "initial_magmoms", "initial_charges", "masses", "tags", "momenta"}
@@ -168,24 +168,26 @@ class DatabaseManager:
         return self._db.metadata
 
     def export_extxyz(
-        self, path: str | Path, labelled_only: bool = True, uuids: list[str] | None = None
+        self,
+        path: str | Path,
+        labelled_only: bool = True,
+        uuids: list[str] | None = None,
+        written_by: str | None = None,
     ) -> int:
         """Write structures as extended XYZ (energy/forces/stress as calculator results; info uuid,
         config_type, generation, energy_weight; per-atom arrays such as ``force_mask``) and return how many
         were written.
 
-        `uuids` picks structures in that order; `labelled_only` drops those without a label. The file is
+        `uuids` picks structures in that order; `labelled_only` drops those without a label; `written_by`
+        goes into the first frame's info, so that the writer can recognise the file later. The file is
         replaced atomically, so a reader never sees half of it.
         """
         rows = [self._row(key) for key in uuids] if uuids is not None else self.structures()
         frames = [_atoms(row) for row in rows if row.get("labelled") or not labelled_only]
-        path = Path(path)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "w") as handle:
+        if frames and written_by:
+            frames[0].info["written_by"] = written_by
+        with replace_atomically(Path(path)) as handle:
             ase.io.write(handle, frames, format="extxyz")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
         return len(frames)
 
     def composition(self) -> list[dict[str, Any]]:

@@ -1,44 +1,24 @@
 """Checks that keep a project's files whole: nothing resumes on a damaged checkpoint, nothing overwrites it.
 
 A project is its event log (the checkpoint) plus the structure database the log points into; one without
-the other cannot be resumed, and a log that fails `verify` must not be extended. Commands that write files
-for the user (`export`, `init`) refuse any path that would replace a file of a project. Every refusal is a
-`UsageError` (exit 2) that says what is wrong and what to do; none writes anything.
+the other cannot be resumed, and a log that fails `verify` must not be extended. (Where commands may write
+files the user names is `autopipe.output_paths`.) Every refusal is a `UsageError` (exit 2) that says what
+is wrong and what to do; none writes anything.
 """
 
 import sqlite3
 from pathlib import Path
 
 from autopipe.errors import UsageError
-from autopipe.events import EVENTS_FILE, LOCK_FILE, EventStore, RunState
+from autopipe.events import EVENTS_FILE, EventStore, RunState
 
 STRUCTURES_FILE = "structures.db"
-#: Names a project directory owns: writing any of them from outside a run would damage the project.
-PROJECT_ENTRIES = frozenset(
-    {EVENTS_FILE, f"{EVENTS_FILE}-wal", f"{EVENTS_FILE}-shm", STRUCTURES_FILE, LOCK_FILE, "input.yaml",
-     "system.json", "generations", "potentials", "logs", "report"}
-)  # fmt: skip
 NEW_PROJECT_HINT = "or start a new project with --workdir (`mlip-auto export` carries the labels over)"
 
 
 def is_project(directory: Path) -> bool:
     """Whether `directory` holds a project's log or structure database."""
     return (directory / EVENTS_FILE).exists() or (directory / STRUCTURES_FILE).exists()
-
-
-def refuse_project_file(path: Path) -> None:
-    """UsageError if writing `path` could replace a file of a project (its own files, or anything that
-    already exists inside a project directory)."""
-    target = path.absolute().resolve()
-    for directory in target.parents:
-        if not is_project(directory):
-            continue
-        top = target.relative_to(directory).parts[0]
-        if top in PROJECT_ENTRIES or target.exists():
-            raise UsageError(
-                f"refusing to write {path}: it would replace {target} of the project {directory}, whose "
-                "files are the run's checkpoint. Write to a path outside the project directory."
-            )
 
 
 def check_project_dir(root: Path) -> None:

@@ -21,30 +21,27 @@ import altair as alt
 
 from autopipe import __version__
 from autopipe.errors import UsageError
+from autopipe.output_paths import REPORT, REPORT_MARKER, check_output, replace_atomically
 from autopipe.report_charts import charts
 from autopipe.report_figures import collect
 
 REPORT_FILE = Path("report") / "status.html"
 
 
-def build_report(project: Path, output: Path | None = None) -> dict[str, Any]:
-    """Write the HTML report of `project` (default `<project>/report/status.html`); return its figures."""
+def build_report(project: Path, output: Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Write the HTML report of `project` (default `<project>/report/status.html`); return its figures.
+
+    `output` must pass the rule of `autopipe.output_paths` (`force`: replace a file that is not a report).
+    """
     figures = collect(project)
-    path = output or project / REPORT_FILE
+    path = check_output(output or project / REPORT_FILE, REPORT, force)
     page = render_html(figures)
     try:
-        write_atomically(path, page)  # a browser reloading the page never sees half of it
+        with replace_atomically(path) as handle:  # a browser reloading the page never sees half of it
+            handle.write(page)
     except OSError as err:
         raise UsageError(f"cannot write the report to {path}: {err.strerror}") from None
     return figures
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` by `text` in one step; two writers at once do not collide."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
 
 
 def render_html(figures: dict[str, Any]) -> str:
@@ -58,6 +55,7 @@ def render_html(figures: dict[str, Any]) -> str:
     summary = figures["summary"]
     title = f"{Path(figures['project']).name}: {summary['state']} (generation {summary['generation']})"
     return _PAGE.format(
+        marker=REPORT_MARKER,
         title=html.escape(title),
         style=_STYLE,
         bundle=_script(vega_bundle()),
@@ -160,7 +158,8 @@ def vega_bundle() -> str:
         return path.read_text(encoding="utf-8")
     bundle = vl_convert.javascript_bundle(vl_version=vl_version)
     try:
-        write_atomically(path, bundle)
+        with replace_atomically(path) as handle:
+            handle.write(bundle)
     except OSError:
         pass  # a read-only home: build the bundle again next time
     return bundle
@@ -175,7 +174,7 @@ footer { color: #777; font-size: 0.85em; }
 """
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8">{marker}<title>{title}</title>
 <style>{style}</style>
 <script>{bundle}</script>
 </head><body>

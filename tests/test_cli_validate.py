@@ -223,7 +223,7 @@ def test_init_writes_an_input_that_validates_and_refuses_to_overwrite(tmp_path, 
     (tmp_path / "input.yaml").write_text("mine")
     refused = runner.invoke(app, ["init"])
     assert refused.exit_code == 2
-    assert "input.yaml already exists; pass --force" in refused.stderr
+    assert "refusing to write input.yaml: it already exists; pass --force" in refused.stderr
     assert (tmp_path / "input.yaml").read_text() == "mine"
 
     assert runner.invoke(app, ["init", "input.yaml", "--force"]).exit_code == 0
