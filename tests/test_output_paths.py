@@ -11,8 +11,9 @@ import os
 import random
 import socket
 import stat
+import subprocess
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ase.io
@@ -148,11 +149,25 @@ def test_an_unrelated_file_is_replaced_only_with_force(project, tmp_path, comman
     assert mine.read_text() != "my notes\n"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+@pytest.fixture
+def locked(tmp_path) -> Iterator[Path]:
+    """A directory this process cannot write to: mode 0o500, and for root (who ignores modes) a read-only
+    bind mount of itself."""
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    if os.geteuid() != 0:
+        yield folder
+        return
+    subprocess.run(["mount", "--bind", folder, folder], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", folder], check=True)
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_an_unwritable_directory_is_a_clear_refusal(project, tmp_path, command):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
+def test_an_unwritable_directory_is_a_clear_refusal(project, locked, command):
     result = refusal(*COMMANDS[command](project, locked / "out.file"))
     assert refused(result, locked / "out.file") and f"the directory {locked} is not writable" in result.stderr
     assert not list(locked.iterdir())
