@@ -10,6 +10,8 @@ import json
 import signal
 import webbrowser
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -36,13 +38,16 @@ from autopipe.logs import log_to_console
 from autopipe.preflight import check_before_run
 from autopipe.progress import show_progress
 from autopipe.project_files import refuse_project_file
-from autopipe.project_reader import read_events
+from autopipe.project_reader import read_log
 from autopipe.replay import replay, state_summary
 from autopipe.report import REPORT_FILE, build_report
+from autopipe.report_figures import log_warning
 from autopipe.workflow import assess_project, run_project
 
 #: Exit code of `run` and `assess` when the potential was assessed as not usable (docs/assessment.md).
 NOT_USABLE = 3
+#: Exit code of the read-only commands when they showed what they could of a damaged event log.
+DAMAGED_LOG = 4
 
 console = Console()
 err_console = Console(stderr=True)
@@ -302,17 +307,30 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report's figures as JSON.")] = False,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
 ) -> None:
-    """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes."""
+    """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes.
+    Exit 4 if the event log is damaged: the report then shows the events before the damage."""
     path = html or project / REPORT_FILE
     figures = build_report(project, path)
-    if as_json:
-        print(json.dumps({**figures, "html": str(path)}, indent=1))
-    else:
-        for table in report_console.summary(figures):
-            console.print(table)
-        console.print(f"Report: {path}", soft_wrap=True)
-    if open_browser:
-        webbrowser.open(path.resolve().as_uri())
+    with _naming_damage(log_warning(figures)):
+        if as_json:
+            print(json.dumps({**figures, "html": str(path)}, indent=1))
+        else:
+            for table in report_console.summary(figures):
+                console.print(table)
+            console.print(f"Report: {path}", soft_wrap=True)
+        if open_browser:
+            webbrowser.open(path.resolve().as_uri())
+
+
+@contextmanager
+def _naming_damage(warning: str) -> Iterator[None]:
+    """Around what a read-only command shows: a damaged log's `warning` first (red, on stderr), so that it
+    is not lost below the output, and exit `DAMAGED_LOG` after it, so that scripts notice."""
+    if warning:
+        err_console.print(Text(warning, style="bold red"), soft_wrap=True)
+    yield
+    if warning:
+        raise typer.Exit(DAMAGED_LOG)
 
 
 events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)
@@ -327,19 +345,21 @@ def events_list(
     since: Annotated[
         str | None, typer.Option("--since", help="Only events after this seq, or from this UTC time (ISO).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the events as a JSON array.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON: {log_intact, first_bad_seq, events}.")] = False,
 ) -> None:
-    """Print the events of PROJECT, oldest first."""
+    """Print the events of PROJECT, oldest first; on a damaged log every readable row, and exit 4."""
     after, start = _since(since)
-    selected = [e for e in read_events(project, after=after, kind=kind) if start is None or e.time >= start]
+    log = read_log(project)
+    selected = [e for e in log.select(after=after, kind=kind) if start is None or e.time >= start]
     selected = selected[-last:] if last else selected
-    if as_json:
-        print(json.dumps([e._asdict() for e in selected], indent=1))
-        return
-    table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
-    for event in selected:
-        table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
-    console.print(table)
+    with _naming_damage(log.damage_message()):
+        if as_json:
+            print(json.dumps({**log.integrity(), "events": [e._asdict() for e in selected]}, indent=1))
+            return
+        table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
+        for event in selected:
+            table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
+        console.print(table)
 
 
 def _since(value: str | None) -> tuple[int, str | None]:
@@ -362,21 +382,33 @@ def events_show(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     seq: Annotated[int, typer.Argument(help="The event's seq number.")],
 ) -> None:
-    """Print one event of PROJECT in full (payload, time, hashes) as JSON."""
-    found = read_events(project, after=seq - 1, until=seq)
+    """Print one event of PROJECT in full (payload, time, hashes) as JSON; exit 4 if the log is damaged."""
+    log = read_log(project)
+    found = log.select(after=seq - 1, until=seq)
     if not found:
         raise UsageError(f"the event log of {project} has no event {seq}; `mlip-auto events list` shows them")
-    print(json.dumps(found[0]._asdict(), indent=2))
+    with _naming_damage(log.damage_message()):
+        print(json.dumps({**found[0]._asdict(), **log.integrity()}, indent=2))
 
 
 @events_app.command("replay")
 def events_replay(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
-    until: Annotated[int | None, typer.Option("--until", help="Replay events 1..SEQ (default: all).")] = None,
+    until: Annotated[
+        int | None, typer.Option("--until", help="Replay events 1..SEQ (default: all).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
-    """The run state after event SEQ: state, generation, dataset, models, pending tasks."""
-    summary = state_summary(replay(project, until))
+    """The run state after event SEQ: state, generation, dataset, models, pending tasks; on a damaged log the
+    state after the last event before the damage, and exit 4."""
+    log = read_log(project)
+    summary = {**state_summary(replay(log, until)), **log.integrity()}
+    with _naming_damage(log.damage_message()):
+        _show_replay(project, summary, as_json)
+
+
+def _show_replay(project: Path, summary: dict[str, Any], as_json: bool) -> None:
+    """`events replay`'s output: the summary as JSON, or as a table."""
     if as_json:
         print(json.dumps(summary, indent=1))
         return
