@@ -2,12 +2,15 @@
 
 Every command runs inside one error boundary (`ErrorBoundary`, the app's click group): an `AutopipeError`
 becomes one clean paragraph on stderr and its exit code (2 bad input or usage, 1 run-time failure),
-Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. New commands only need
+Ctrl-C exits 130, a closed stdout (`| head`) ends quietly with 141, and a traceback is shown only with
+`mlip-auto --debug ...`. New commands only need
 `@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
 """
 
 import json
+import os
 import signal
+import sys
 import webbrowser
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from ase.symbols import Symbols
@@ -48,8 +51,18 @@ from autopipe.workflow import assess_project, run_project
 NOT_USABLE = 3
 #: Exit code of the read-only commands when they showed what they could of a damaged event log.
 DAMAGED_LOG = 4
+#: Exit code when the reader of stdout went away (`| head`): what a shell reports for SIGPIPE (128 + 13).
+CLOSED_PIPE = 141
 
-console = Console()
+
+class _Console(Console):
+    """Rich's console, except that a closed stdout is left to the error boundary (rich exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise  # noqa: PLE0704 - called inside rich's `except BrokenPipeError`
+
+
+console = _Console()
 err_console = Console(stderr=True)
 
 
@@ -58,7 +71,12 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # a closed pipe shows here, inside the boundary, not at Python's exit
+        except BrokenPipeError:
+            _closed_pipe()
         except (TyperException, typer.Exit, typer.Abort):
             raise  # usage errors and explicit exits: Typer prints them and exits (2 for usage)
         except AutopipeError as err:
@@ -72,6 +90,13 @@ class ErrorBoundary(TyperGroup):
                 "Re-run with `mlip-auto --debug ...` to see the traceback.",
                 1,
             )
+
+
+def _closed_pipe() -> NoReturn:
+    """Stdout's reader went away (`mlip-auto events list P | head`): normal use, so no message. Stdout is
+    pointed at /dev/null first, so that Python's flush at exit has nowhere to fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(CLOSED_PIPE)
 
 
 def _fail(ctx: typer.Context, message: str, exit_code: int) -> None:
