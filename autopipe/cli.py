@@ -209,7 +209,7 @@ def run(
 def assess(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     generation: Annotated[
-        int | None, typer.Option("--generation", help="Whose potential (default: the newest).")
+        int | None, typer.Option("--generation", min=0, help="Whose potential (default: the newest).")
     ] = None,
     site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
@@ -366,7 +366,7 @@ app.add_typer(events_app, name="events")
 def events_list(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind, e.g. task.failed.")] = None,
-    last: Annotated[int | None, typer.Option("--last", help="Only the last N events.")] = None,
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the last N events.")] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Only events after this seq, or from this UTC time (ISO).")
     ] = None,
@@ -405,7 +405,7 @@ def _since(value: str | None) -> tuple[int, str | None]:
 @events_app.command("show")
 def events_show(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
-    seq: Annotated[int, typer.Argument(help="The event's seq number.")],
+    seq: Annotated[int, typer.Argument(min=1, help="The event's seq number.")],
 ) -> None:
     """Print one event of PROJECT in full (payload, time, hashes) as JSON; exit 4 if the log is damaged."""
     log = read_log(project)
@@ -420,7 +420,7 @@ def events_show(
 def events_replay(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     until: Annotated[
-        int | None, typer.Option("--until", help="Replay events 1..SEQ (default: all).")
+        int | None, typer.Option("--until", min=1, help="Replay events 1..SEQ (default: all).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
