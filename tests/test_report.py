@@ -211,6 +211,7 @@ def test_status_while_the_run_writes(tmp_path):
             assert not snapshots, err
         else:
             summary = figures["summary"]
+            assert figures["log_intact"], figures["first_bad_seq"]  # a snapshot mid-append is never "damaged"
             # data before events: every label the log counts is already in structures.db
             assert summary["labels"]["done"] <= sum(c["labelled"] for c in figures["composition"])
             snapshots.append((summary["seq"], summary["state"]))
