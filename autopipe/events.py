@@ -226,10 +226,11 @@ def event_hash(seq: int, time: str, kind: str, payload: dict[str, Any], prev_has
 def stored_event_hash(seq: int, time: str, kind: str, payload_text: str, prev_hash: str) -> str:
     """`event_hash` from the payload's canonical JSON text, as the log stores it: the canonical JSON of
     {seq, time, kind, payload, prev_hash} spelled out in its sorted key order, so that a reader checks
-    the chain without parsing and re-serialising every payload (a third of a 100,000-event read)."""
+    the chain without parsing and re-serialising every payload (a third of a 100,000-event read). A string's
+    canonical JSON is `json.dumps`'s default spelling, whose shared encoder is several times quicker."""
     body = (
-        f'{{"kind":{canonical_json(kind)},"payload":{payload_text},"prev_hash":{canonical_json(prev_hash)},'
-        f'"seq":{int(seq)},"time":{canonical_json(time)}}}'
+        f'{{"kind":{json.dumps(kind)},"payload":{payload_text},"prev_hash":{json.dumps(prev_hash)},'
+        f'"seq":{int(seq)},"time":{json.dumps(time)}}}'
     )
     return hashlib.sha256(body.encode()).hexdigest()
 

@@ -7,7 +7,7 @@ the log; the structure database's rollback journal makes a reader wait, up to `B
 commit in progress). Events come back as `LogEntry` tuples, with the hash chain checked on the same
 snapshot (`events.chain_damage`, the check `events verify` makes, less payload validation), so that every
 read-only command can say that the log is damaged; without pydantic's per-object cost, a 100,000-event
-log is read and checked in about a second.
+log is read and checked in about 1.6 s of CPU (1.3 s unchecked) on a busy 2-core machine.
 
 Example::
 
