@@ -3,8 +3,8 @@
 Every command runs inside one error boundary (`ErrorBoundary`, the app's click group): an `AutopipeError`
 becomes one clean paragraph on stderr and its exit code (2 bad input or usage, 1 run-time failure),
 Ctrl-C exits 130, a closed stdout (`| head`) ends quietly with 141, and a traceback is shown only with
-`mlip-auto --debug ...`. New commands only need
-`@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
+`mlip-auto --debug ...`. New commands only need `@app.command()` (or `app.add_typer(sub_app, name=...)`);
+they are inside the boundary automatically.
 """
 
 import json
@@ -370,7 +370,9 @@ def events_list(
     since: Annotated[
         str | None, typer.Option("--since", help="Only events after this seq, or from this UTC time (ISO).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print them as JSON: {log_intact, first_bad_seq, events}.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print them as JSON: {log_intact, first_bad_seq, events}.")
+    ] = False,
 ) -> None:
     """Print the events of PROJECT, oldest first; on a damaged log every readable row, and exit 4."""
     after, start = _since(since)

@@ -31,6 +31,7 @@ from autopipe.events import EVENTS_FILE, Event, chain_damage, parse_payload
 
 STRUCTURES_FILE = "structures.db"
 BUSY_TIMEOUT = 30.0  # seconds a reader waits for a writer's commit
+ROWS_SQL = "SELECT seq, time, kind, payload, prev_hash, hash FROM events ORDER BY seq"
 HEAD_SQL = "SELECT last_seq, last_hash FROM head WHERE id = 1"
 
 
@@ -74,7 +75,8 @@ def events_path(project: Path) -> Path:
 class EventLog:
     """What a reader found in a log: its readable events, oldest first, and where its hash chain breaks.
 
-    `events` holds every row whose payload is JSON, damaged ones included (`events list` shows them);
+    `events` holds every row whose payload is a JSON object, damaged ones included (`events list` shows
+    them);
     `trusted` only those before the first bad seq, which the chain vouches for (what `status` and
     `replay` fold, so that a forged or half-written event never reaches the state they show).
     """
@@ -94,8 +96,10 @@ class EventLog:
 
     def select(self, *, after: int = 0, until: int | None = None, kind: str | None = None) -> list[LogEntry]:
         """The events with after < seq <= until (and of `kind`, if given), oldest first."""
-        return [e for e in self.events
-                if e.seq > after and (until is None or e.seq <= until) and kind in (None, e.kind)]  # fmt: skip
+        return [
+            e for e in self.events
+            if e.seq > after and (until is None or e.seq <= until) and kind in (None, e.kind)
+        ]
 
     def integrity(self) -> dict[str, Any]:
         """The fields every `--json` output of a read-only command carries."""
@@ -123,12 +127,12 @@ def read_log(project: Path) -> EventLog:
         if "events" not in tables:
             raise UsageError(f"{path} is not an mlip-autopipe event log (it has no events table)")
         conn.execute("BEGIN")
-        rows = conn.execute("SELECT seq, time, kind, payload, prev_hash, hash FROM events ORDER BY seq").fetchall()
+        rows = conn.execute(ROWS_SQL).fetchall()
         head = conn.execute(HEAD_SQL).fetchone() if "head" in tables else None
         conn.execute("COMMIT")
     damage = chain_damage(rows, tuple(head) if head else None, payloads=False)
     parsed = ((seq, time, kind, parse_payload(text), prev, digest) for seq, time, kind, text, prev, digest in rows)
-    events = [LogEntry(*row) for row in parsed if row[3] is not None]
+    events = [LogEntry(*row) for row in parsed if isinstance(row[3], dict)]  # a hand-made row may be neither
     return EventLog(project, events, damage[0] if damage else None)
 
 

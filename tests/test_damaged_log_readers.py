@@ -64,11 +64,11 @@ def truncate(project: Path, n_bytes: int) -> None:
     os.truncate(log, log.stat().st_size - n_bytes)
 
 
-def append_by_hand(project: Path) -> int:
+def append_by_hand(project: Path, payload: str = "{}") -> int:
     """An INSERT of a next event with a made-up hash (the head not updated); returns its seq."""
     seq, time, digest = last_row(project)
     tamper(project, "insert into events values "
-                    f"({seq + 1}, '{time}', 'state.entered', '{{}}', '{digest}', '{'0' * 64}')")
+                    f"({seq + 1}, '{time}', 'state.entered', '{payload}', '{digest}', '{'0' * 64}')")
     return seq + 1
 
 
@@ -125,6 +125,16 @@ def test_what_is_shown_of_a_damaged_log(copy):
     assert figures["summary"]["events"] == bad - 1
 
 
+@pytest.mark.parametrize("payload", ["not JSON", "5"])
+def test_a_hand_made_row_without_a_json_object_is_left_out_of_the_listing(copy, payload):
+    bad = append_by_hand(copy, payload)
+    for name in ("events list", "events list --json", "status"):
+        result = reader(name, copy)
+        assert result.returncode == 4 and f"damaged at seq {bad}" in result.stderr, result.stderr
+    listed = json.loads(reader("events list --json", copy).stdout)["events"]
+    assert listed[-1]["seq"] == bad - 1
+
+
 def test_an_intact_log_reads_with_exit_0_and_says_so(copy):
     before = fingerprint(copy)
     for name in READERS:
@@ -139,7 +149,7 @@ def test_an_intact_log_reads_with_exit_0_and_says_so(copy):
 
 
 def test_a_log_truncated_by_a_page_cannot_be_read_and_is_refused(copy):
-    """SQLite cannot read a log cut by a whole page: no command pretends to show it (exit 2, one paragraph)."""
+    """SQLite cannot read a log cut by a whole page: no command pretends to show it (exit 2, a paragraph)."""
     truncate(copy, 2 * 4096)
     with pytest.raises(sqlite3.DatabaseError, match="malformed"):
         query(copy, "select * from events")
@@ -190,8 +200,8 @@ def test_a_closed_stdout_ends_quietly(project, args):
 def test_a_closed_stdout_in_a_shell_pipeline(project):
     """The same as a user types it, under pipefail: `head` sees the first line, the status is 141 or,
     where the whole listing was written before `head` exited, 0."""
-    result = subprocess.run(["bash", "-c", f"set -o pipefail; '{MLIP_AUTO}' events list '{project}' | head -1"],
-                            capture_output=True, text=True, check=False, env=shell_env())
+    line = f"set -o pipefail; '{MLIP_AUTO}' events list '{project}' | head -1"
+    result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=False, env=shell_env())
     assert result.returncode in (0, CLOSED_PIPE) and "events" in result.stdout
     assert result.stderr == ""
 
