@@ -2,18 +2,23 @@
 
 Every command runs inside one error boundary (`ErrorBoundary`, the app's click group): an `AutopipeError`
 becomes one clean paragraph on stderr and its exit code (2 bad input or usage, 1 run-time failure),
-Ctrl-C exits 130, and a traceback is shown only with `mlip-auto --debug ...`. New commands only need
-`@app.command()` (or `app.add_typer(sub_app, name=...)`); they are inside the boundary automatically.
+Ctrl-C exits 130, a closed stdout (`| head`) ends quietly with 141, and a traceback is shown only with
+`mlip-auto --debug ...`. New commands only need `@app.command()` (or `app.add_typer(sub_app, name=...)`);
+they are inside the boundary automatically.
 """
 
 import json
+import os
 import signal
+import sys
 import webbrowser
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from ase.symbols import Symbols
@@ -36,15 +41,28 @@ from autopipe.logs import log_to_console
 from autopipe.output_paths import EXAMPLE_INPUT, EXPORT, EXPORT_WRITER, check_output, replace_atomically
 from autopipe.preflight import check_before_run
 from autopipe.progress import show_progress
-from autopipe.project_reader import read_events
+from autopipe.project_reader import read_log
 from autopipe.replay import replay, state_summary
 from autopipe.report import REPORT_FILE, build_report
+from autopipe.report_figures import log_warning
 from autopipe.workflow import assess_project, run_project
 
 #: Exit code of `run` and `assess` when the potential was assessed as not usable (docs/assessment.md).
 NOT_USABLE = 3
+#: Exit code of the read-only commands when they showed what they could of a damaged event log.
+DAMAGED_LOG = 4
+#: Exit code when the reader of stdout went away (`| head`): what a shell reports for SIGPIPE (128 + 13).
+CLOSED_PIPE = 141
 
-console = Console()
+
+class _Console(Console):
+    """Rich's console, except that a closed stdout is left to the error boundary (rich exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise  # noqa: PLE0704 - called inside rich's `except BrokenPipeError`
+
+
+console = _Console()
 err_console = Console(stderr=True)
 
 
@@ -53,7 +71,12 @@ class ErrorBoundary(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # a closed pipe shows here, inside the boundary, not at Python's exit
+        except BrokenPipeError:
+            _closed_pipe()
         except (TyperException, typer.Exit, typer.Abort):
             raise  # usage errors and explicit exits: Typer prints them and exits (2 for usage)
         except AutopipeError as err:
@@ -67,6 +90,13 @@ class ErrorBoundary(TyperGroup):
                 "Re-run with `mlip-auto --debug ...` to see the traceback.",
                 1,
             )
+
+
+def _closed_pipe() -> NoReturn:
+    """Stdout's reader went away (`mlip-auto events list P | head`): normal use, so no message. Stdout is
+    pointed at /dev/null first, so that Python's flush at exit has nowhere to fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(CLOSED_PIPE)
 
 
 def _fail(ctx: typer.Context, message: str, exit_code: int) -> None:
@@ -178,7 +208,7 @@ def run(
 def assess(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     generation: Annotated[
-        int | None, typer.Option("--generation", help="Whose potential (default: the newest).")
+        int | None, typer.Option("--generation", min=0, help="Whose potential (default: the newest).")
     ] = None,
     site: Annotated[str, typer.Option("--site", help="Site name in site-configs/ or a site YAML path.")] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
@@ -308,17 +338,30 @@ def status(
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a file that is not a report.")] = False,
 ) -> None:
-    """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes."""
+    """Write PROJECT's HTML status report and print its key figures; read-only, safe while a run writes.
+    Exit 4 if the event log is damaged: the report then shows the events before the damage."""
     path = html or project / REPORT_FILE
     figures = build_report(project, path, force)
-    if as_json:
-        print(json.dumps({**figures, "html": str(path)}, indent=1))
-    else:
-        for table in report_console.summary(figures):
-            console.print(table)
-        console.print(f"Report: {path}", soft_wrap=True)
-    if open_browser:
-        webbrowser.open(path.resolve().as_uri())
+    with _naming_damage(log_warning(figures)):
+        if as_json:
+            print(json.dumps({**figures, "html": str(path)}, indent=1))
+        else:
+            for table in report_console.summary(figures):
+                console.print(table)
+            console.print(f"Report: {path}", soft_wrap=True)
+        if open_browser:
+            webbrowser.open(path.resolve().as_uri())
+
+
+@contextmanager
+def _naming_damage(warning: str) -> Iterator[None]:
+    """Around what a read-only command shows: a damaged log's `warning` first (red, on stderr), so that it
+    is not lost below the output, and exit `DAMAGED_LOG` after it, so that scripts notice."""
+    if warning:
+        err_console.print(Text(warning, style="bold red"), soft_wrap=True)
+    yield
+    if warning:
+        raise typer.Exit(DAMAGED_LOG)
 
 
 events_app = typer.Typer(help="Read and check a project's event log.", no_args_is_help=True)
@@ -329,23 +372,27 @@ app.add_typer(events_app, name="events")
 def events_list(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind, e.g. task.failed.")] = None,
-    last: Annotated[int | None, typer.Option("--last", help="Only the last N events.")] = None,
+    last: Annotated[int | None, typer.Option("--last", min=1, help="Only the last N events.")] = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Only events after this seq, or from this UTC time (ISO).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the events as a JSON array.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print them as JSON: {log_intact, first_bad_seq, events}.")
+    ] = False,
 ) -> None:
-    """Print the events of PROJECT, oldest first."""
+    """Print the events of PROJECT, oldest first; on a damaged log every readable row, and exit 4."""
     after, start = _since(since)
-    selected = [e for e in read_events(project, after=after, kind=kind) if start is None or e.time >= start]
+    log = read_log(project)
+    selected = [e for e in log.select(after=after, kind=kind) if start is None or e.time >= start]
     selected = selected[-last:] if last else selected
-    if as_json:
-        print(json.dumps([e._asdict() for e in selected], indent=1))
-        return
-    table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
-    for event in selected:
-        table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
-    console.print(table)
+    with _naming_damage(log.damage_message()):
+        if as_json:
+            print(json.dumps({**log.integrity(), "events": [e._asdict() for e in selected]}, indent=1))
+            return
+        table = Table("seq", "time (UTC)", "kind", "payload", title=f"{project} events", title_justify="left")
+        for event in selected:
+            table.add_row(str(event.seq), event.time[:19], event.kind, Text(_payload_text(event.payload)))
+        console.print(table)
 
 
 def _since(value: str | None) -> tuple[int, str | None]:
@@ -366,23 +413,35 @@ def _since(value: str | None) -> tuple[int, str | None]:
 @events_app.command("show")
 def events_show(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
-    seq: Annotated[int, typer.Argument(help="The event's seq number.")],
+    seq: Annotated[int, typer.Argument(min=1, help="The event's seq number.")],
 ) -> None:
-    """Print one event of PROJECT in full (payload, time, hashes) as JSON."""
-    found = read_events(project, after=seq - 1, until=seq)
+    """Print one event of PROJECT in full (payload, time, hashes) as JSON; exit 4 if the log is damaged."""
+    log = read_log(project)
+    found = log.select(after=seq - 1, until=seq)
     if not found:
         raise UsageError(f"the event log of {project} has no event {seq}; `mlip-auto events list` shows them")
-    print(json.dumps(found[0]._asdict(), indent=2))
+    with _naming_damage(log.damage_message()):
+        print(json.dumps({**found[0]._asdict(), **log.integrity()}, indent=2))
 
 
 @events_app.command("replay")
 def events_replay(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
-    until: Annotated[int | None, typer.Option("--until", help="Replay events 1..SEQ (default: all).")] = None,
+    until: Annotated[
+        int | None, typer.Option("--until", min=1, help="Replay events 1..SEQ (default: all).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
 ) -> None:
-    """The run state after event SEQ: state, generation, dataset, models, pending tasks."""
-    summary = state_summary(replay(project, until))
+    """The run state after event SEQ: state, generation, dataset, models, pending tasks; on a damaged log the
+    state after the last event before the damage, and exit 4."""
+    log = read_log(project)
+    summary = {**state_summary(replay(log, until)), **log.integrity()}
+    with _naming_damage(log.damage_message()):
+        _show_replay(project, summary, as_json)
+
+
+def _show_replay(project: Path, summary: dict[str, Any], as_json: bool) -> None:
+    """`events replay`'s output: the summary as JSON, or as a table."""
     if as_json:
         print(json.dumps(summary, indent=1))
         return

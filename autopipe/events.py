@@ -220,8 +220,19 @@ def canonical_json(obj: Any) -> str:
 
 def event_hash(seq: int, time: str, kind: str, payload: dict[str, Any], prev_hash: str) -> str:
     """SHA-256 hex digest of the canonical JSON of an event's fields other than its hash."""
-    body = {"seq": seq, "time": time, "kind": kind, "payload": payload, "prev_hash": prev_hash}
-    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    return stored_event_hash(seq, time, kind, canonical_json(payload), prev_hash)
+
+
+def stored_event_hash(seq: int, time: str, kind: str, payload_text: str, prev_hash: str) -> str:
+    """`event_hash` from the payload's canonical JSON text, as the log stores it: the canonical JSON of
+    {seq, time, kind, payload, prev_hash} spelled out in its sorted key order, so that a reader checks
+    the chain without parsing and re-serialising every payload (a third of a 100,000-event read). A string's
+    canonical JSON is `json.dumps`'s default spelling, whose shared encoder is several times quicker."""
+    body = (
+        f'{{"kind":{json.dumps(kind)},"payload":{payload_text},"prev_hash":{json.dumps(prev_hash)},'
+        f'"seq":{int(seq)},"time":{json.dumps(time)}}}'
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def validate_payload(kind: str, payload: BaseModel | dict[str, Any]) -> dict[str, Any]:
@@ -387,14 +398,7 @@ class EventStore:
                 "SELECT seq, time, kind, payload, prev_hash, hash FROM events ORDER BY seq"
             ).fetchall()
             head = self._head()
-        expected_seq, prev = 1, ZERO_HASH
-        for seq, time, kind, text, prev_hash, stored_hash in rows:
-            problem = _row_problem(seq, expected_seq, time, kind, text, prev_hash, prev, stored_hash)
-            if problem:
-                break
-            expected_seq, prev = seq + 1, stored_hash
-        else:
-            problem = _head_problem(head, expected_seq - 1, prev)
+        problem = chain_damage(rows, head)
         if problem:
             return VerifyReport(ok=False, n_events=len(rows), first_bad_seq=problem[0], reason=problem[1])
         return VerifyReport(ok=True, n_events=len(rows))
@@ -404,22 +408,69 @@ def _event(row: dict[str, Any]) -> Event:
     return Event(**{**row, "payload": json.loads(row["payload"])})
 
 
-def _row_problem(
-    seq: int, expected_seq: int, time: str, kind: str, text: str, prev_hash: str, prev: str, stored_hash: str
+#: One row as the events table stores it: seq, time, kind, payload (JSON text), prev_hash, hash.
+StoredRow = tuple[int, str, str, str, str, str]
+
+
+def parse_payload(text: str) -> dict[str, Any] | None:
+    """A stored payload as JSON, or None where the text is not JSON (a damaged row, for `chain_damage`)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def chain_damage(
+    rows: Iterable[StoredRow], head: tuple[int, str] | None, *, payloads: bool = True
 ) -> tuple[int, str] | None:
-    """(bad seq, reason) for the first thing wrong with one stored row, or None."""
+    """(first bad seq, reason) of a log's rows in seq order and its head record, or None if intact.
+
+    The one hash-chain check: `verify` runs it on a writable store, the read-only commands on their own
+    snapshot. `payloads=False` leaves out payload validation, so that events of a kind a newer version
+    wrote still pass (the hashes vouch for them) and a large log stays quick to check.
+    """
+    expected_seq, prev = 1, ZERO_HASH
+    for seq, time, kind, text, prev_hash, stored_hash in rows:
+        problem = _row_problem(seq, expected_seq, time, kind, text, prev_hash, prev, stored_hash)
+        if not problem and payloads:
+            problem = _payload_problem(seq, kind, text)
+        if problem:
+            return problem
+        expected_seq, prev = seq + 1, stored_hash
+    return _head_problem(head, expected_seq - 1, prev)
+
+
+def _row_problem(
+    seq: int,
+    expected_seq: int,
+    time: str,
+    kind: str,
+    text: str,
+    prev_hash: str,
+    prev: str,
+    stored_hash: str,
+) -> tuple[int, str] | None:
+    """(bad seq, reason) for the first thing wrong with one stored row's place in the chain, or None."""
     if seq != expected_seq:
         return expected_seq, f"event {expected_seq} is missing (the next row present is {seq})"
     if prev_hash != prev:
         return seq, f"broken chain: event {seq} does not point to the hash of event {seq - 1}"
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
+    if stored_event_hash(seq, time, kind, text, prev_hash) == stored_hash:
+        return None  # the payload text as it was written (the common case, no parsing needed)
+    payload = parse_payload(text)
+    if payload is None:
         return seq, f"event {seq}: the payload is not valid JSON"
     if event_hash(seq, time, kind, payload, prev_hash) != stored_hash:
         return seq, f"hash mismatch: event {seq} was edited after it was written"
+    return None
+
+
+def _payload_problem(seq: int, kind: str, text: str) -> tuple[int, str] | None:
+    """(seq, reason) if the stored payload does not validate against its kind's model, or None."""
     try:
-        validate_payload(kind, payload)
+        validate_payload(kind, json.loads(text))
+    except json.JSONDecodeError:
+        return seq, f"event {seq}: the payload is not valid JSON"
     except EventLogError as err:
         return seq, f"event {seq}: {err}"
     return None

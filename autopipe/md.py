@@ -19,6 +19,7 @@ from autopipe.apps.explore import run_walker
 from autopipe.apps.explore.walker import GAMMA_LOG
 from autopipe.apps.structures import atoms_to_dict
 from autopipe.errors import UsageError
+from autopipe.project_reader import read_log
 from autopipe.replay import replay
 
 MD_DIR = "md"
@@ -43,7 +44,7 @@ def run_md(
     Bad input (no potential yet, an unreadable structure, an element the potential lacks) raises UsageError
     before anything is written.
     """
-    state = replay(project)
+    state = replay(read_log(project))
     if not state.models:
         raise UsageError(f"{project} has no trained potential yet: run `mlip-auto run` on it first.")
     generation = max(state.models)

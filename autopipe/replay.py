@@ -1,18 +1,18 @@
 """The run state at any point of the log: `events replay --until SEQ` and the state part of `status`.
 
-Replaying is folding: the state after event SEQ is `fold` of events 1..SEQ, read read-only. Events of a
+Replaying is folding: the state after event SEQ is `fold` of events 1..SEQ, read read-only; on a damaged
+log, of the events before the first bad seq, which the hash chain still vouches for. Events of a
 kind this version does not know (written by a newer mlip-autopipe) are skipped rather than refused, so an
 old tool can still show an old run's state.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from autopipe.errors import UsageError
 from autopipe.events import PAYLOADS, RunState, fold
-from autopipe.project_reader import LogEntry, read_events
+from autopipe.project_reader import EventLog, LogEntry
 
 
 def fold_known(events: list[LogEntry]) -> RunState:
@@ -20,14 +20,22 @@ def fold_known(events: list[LogEntry]) -> RunState:
     return fold(event for event in events if event.kind in PAYLOADS)
 
 
-def replay(project: Path, until: int | None = None) -> RunState:
-    """The run state after event `until` (the whole log if None); a seq past the end is a UsageError."""
-    events = read_events(project, until=until)
-    if not events:
-        raise UsageError(f"the event log of {project} is empty: the run has not recorded anything yet")
-    if until is not None and events[-1].seq < until:
+def trusted_events(log: EventLog) -> list[LogEntry]:
+    """The events a state may be folded from: those before the damage; UsageError if there are none."""
+    if not log.events:
+        raise UsageError(f"the event log of {log.project} is empty: the run has not recorded anything yet")
+    if not log.trusted:
+        raise UsageError(f"{log.damage_message()}: no event before the damage is left to show")
+    return log.trusted
+
+
+def replay(log: EventLog, until: int | None = None) -> RunState:
+    """The run state after event `until` (the whole log if None), folded from the events before any
+    damage; a seq past the end of the log is a UsageError."""
+    events = [e for e in trusted_events(log) if until is None or e.seq <= until]
+    if until is not None and log.events[-1].seq < until:
         raise UsageError(
-            f"the event log of {project} ends at seq {events[-1].seq}; --until {until} is past it"
+            f"the event log of {log.project} ends at seq {log.events[-1].seq}; --until {until} is past it"
         )
     state = fold_known(events)
     state.last_seq = events[-1].seq

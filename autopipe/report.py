@@ -23,7 +23,7 @@ from autopipe import __version__
 from autopipe.errors import UsageError
 from autopipe.output_paths import REPORT, REPORT_MARKER, check_output, replace_atomically
 from autopipe.report_charts import charts
-from autopipe.report_figures import collect
+from autopipe.report_figures import collect, log_warning
 
 REPORT_FILE = Path("report") / "status.html"
 
@@ -59,7 +59,7 @@ def render_html(figures: dict[str, Any]) -> str:
         title=html.escape(title),
         style=_STYLE,
         bundle=_script(vega_bundle()),
-        key_figures=_key_figures(summary),
+        key_figures=_damage_notice(log_warning(figures)) + _key_figures(summary),
         sections="\n".join(sections) or "<p>Nothing to draw yet: no structures, potential or walker.</p>",
         assessments=_assessment_tables(figures["assessments"]),
         failures=_failures_table(figures["failures"]),
@@ -87,6 +87,11 @@ def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _damage_notice(warning: str) -> str:
+    """A damaged log's warning, above the key figures it casts doubt on ('' when the log is intact)."""
+    return f'<p class="damaged" role="alert">{html.escape(warning)}</p>' if warning else ""
 
 
 def _key_figures(s: dict[str, Any]) -> str:
@@ -171,6 +176,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border-bottom: 1px solid #ddd; padding: 0.25em 0.8em; text-align: left; vertical-align: top; }
 section { margin-bottom: 1.5em; }
 footer { color: #777; font-size: 0.85em; }
+.damaged { color: #b00020; font-weight: bold; border: 2px solid #b00020; padding: 0.5em 0.8em; }
 """
 
 _PAGE = """<!DOCTYPE html>

@@ -7,18 +7,23 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from autopipe.report_figures import log_warning
+
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
 def key_figures(figures: dict[str, Any]) -> Table:
-    """State, labels, DFT cost, time per stage, stop reason."""
+    """State, labels, DFT cost, time per stage, stop reason; first, whether the log they come from is damaged."""
     s = figures["summary"]
     labels = s["labels"]
     table = Table(title=f"mlip-auto status {figures['project']}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
+    warning = log_warning(figures)
+    if warning:
+        table.add_row("event log", Text(warning, style="bold red"))
     stop = s["stop_reason"] or (
         "-" if s["finished"] else "not finished (running, or stopped: rerun to resume)"
     )

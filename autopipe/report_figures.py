@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from autopipe.dispatch import EXECUTOR_KIND
-from autopipe.errors import UsageError
 from autopipe.events import RunState
-from autopipe.project_reader import LogEntry, StructureRow, read_events, read_structures
-from autopipe.replay import fold_known, state_summary
+from autopipe.project_reader import LogEntry, StructureRow, damage_message, read_log, read_structures
+from autopipe.replay import fold_known, state_summary, trusted_events
 
 GAMMA_LOG = "gamma.csv"  # written by apps/explore/walker.py next to each walker's candidates
 GAMMA_BIN = 0.25  # histogram bin width in log10(gamma)
@@ -33,16 +32,20 @@ _RANKS = re.compile(r"(?:^|\s)(?:-np|-n|--np|--ntasks)[\s=](\d+)")
 
 
 def collect(project: Path) -> dict[str, Any]:
-    """All figures of `project`; a missing, empty or unreadable project is a UsageError."""
-    events = read_events(project)
-    if not events:
-        raise UsageError(f"the event log of {project} is empty: the run has not recorded anything yet")
+    """All figures of `project`; a missing, empty or unreadable project is a UsageError.
+
+    On a damaged log the figures are those of the events before the damage; `log_intact` and
+    `first_bad_seq` say so.
+    """
+    log = read_log(project)
+    events = trusted_events(log)
     structures = read_structures(project)  # after the events: data is written before the events naming it
     state = fold_known(events)
     config = state.config or {}
     intervals = _state_intervals(events)
     return {
         "project": str(project),
+        **log.integrity(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "summary": _summary(state, events, config, intervals),
         "generations": _generations(state),
@@ -53,6 +56,11 @@ def collect(project: Path) -> dict[str, Any]:
         "timeline": _timeline(state, events, intervals),
         "failures": _failures(events),
     }
+
+
+def log_warning(figures: dict[str, Any]) -> str:
+    """The damaged log's warning the report shows above its figures ('' when the log is intact)."""
+    return "" if figures["log_intact"] else damage_message(figures["project"], figures["first_bad_seq"])
 
 
 def _time(event: LogEntry) -> datetime:

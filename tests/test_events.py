@@ -149,6 +149,22 @@ def test_events_are_hash_chained_over_canonical_json(store):
         assert event.hash == hashlib.sha256(text.encode()).hexdigest()
 
 
+def test_the_hash_from_the_stored_text_is_the_hash_of_the_canonical_json():
+    """The chain is checked from each row's payload text; that must be the same hash for any payload."""
+    payload = {"z": [1.5, -0.0, 1e-12, None, True], "a": {"é": "quote \" and \\", "n": {"m": []}}, "€": 3}
+    body = {"seq": 7, "time": "2026-12-07T00:00:00+00:00", "kind": "task.completed", "payload": payload,
+            "prev_hash": "ab" * 32}
+    expected = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert event_hash(7, body["time"], body["kind"], payload, body["prev_hash"]) == expected
+
+
+def test_verify_accepts_a_payload_stored_in_another_json_spelling(store):
+    """The text-hash is a shortcut: a row whose payload means the same with other spacing still verifies."""
+    fill(store, 3)
+    tamper(store.path, "UPDATE events SET payload = replace(payload, ',', ', ') WHERE seq = 2")
+    assert store.verify().ok
+
+
 def test_log_is_durable_wal_and_refuses_update_and_delete(store):
     fill(store, 2)
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

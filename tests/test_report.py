@@ -212,6 +212,7 @@ def test_status_while_the_run_writes(tmp_path):
             assert not snapshots, err
         else:
             summary = figures["summary"]
+            assert figures["log_intact"], figures["first_bad_seq"]  # a snapshot mid-append is never "damaged"
             # data before events: every label the log counts is already in structures.db
             assert summary["labels"]["done"] <= sum(c["labelled"] for c in figures["composition"])
             snapshots.append((summary["seq"], summary["state"]))
@@ -232,7 +233,7 @@ def test_events_replay_until_equals_fold_at_every_seq(project):
         result = runner.invoke(app, ["events", "replay", str(project), "--until", str(seq), "--json"])
         assert result.exit_code == 0, result.output
         expected = state_summary(fold(events[:seq]))
-        assert json.loads(result.output) == expected
+        assert json.loads(result.output) == {**expected, "log_intact": True, "first_bad_seq": None}
         if events[seq - 1].kind == "state.entered":
             assert expected["state"] == events[seq - 1].payload["state"]
     past = runner.invoke(app, ["events", "replay", str(project), "--until", str(len(events) + 1)])
@@ -243,13 +244,15 @@ def test_events_list_since_and_json_and_show(project):
     runner = CliRunner()
     events = all_events(project)
     listed = runner.invoke(app, ["events", "list", str(project), "--since", "10", "--json"])
-    assert [e["seq"] for e in json.loads(listed.output)] == [e.seq for e in events[10:]]
+    assert json.loads(listed.output)["log_intact"] is True and listed.exit_code == 0
+    assert [e["seq"] for e in json.loads(listed.output)["events"]] == [e.seq for e in events[10:]]
     from_time = runner.invoke(app, ["events", "list", str(project), "--since", events[20].time, "--json"])
-    assert json.loads(from_time.output)[0]["seq"] == events[20].seq
+    assert json.loads(from_time.output)["events"][0]["seq"] == events[20].seq
     failed = runner.invoke(app, ["events", "list", str(project), "--kind", "task.failed", "--json"])
-    assert [e["payload"]["failure_kind"] for e in json.loads(failed.output)] == ["too_close"]
+    assert [e["payload"]["failure_kind"] for e in json.loads(failed.output)["events"]] == ["too_close"]
     shown = runner.invoke(app, ["events", "show", str(project), "5"])
-    assert json.loads(shown.output) == events[4].model_dump()
+    intact = {"log_intact": True, "first_bad_seq": None}
+    assert json.loads(shown.output) == {**events[4].model_dump(), **intact}
     missing = runner.invoke(app, ["events", "show", str(project), "9999"])
     assert missing.exit_code == 2
     bad = runner.invoke(app, ["events", "list", str(project), "--since", "last tuesday"])
