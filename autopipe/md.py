@@ -74,7 +74,7 @@ def run_md(
         try:
             _follow(workdir / GAMMA_LOG, future.done, on_row)
         except KeyboardInterrupt:
-            stop_file.touch()
+            stop_file.touch()  # the walker ends at its next check, its files complete
             result = _record(future.result(), generation, workdir)
             log.warning("stopped after %d steps; %s keeps gamma.csv, candidates.extxyz and result.json",
                         result["steps_done"], workdir)
