@@ -215,6 +215,7 @@ def assess(
 ) -> None:
     """Assess a potential of PROJECT against fresh DFT; exit 0 if usable, 3 if not (docs/assessment.md)."""
     log_to_console(False, err_console)
+    signal.signal(signal.SIGTERM, _interrupt)
     verdict = assess_project(project, site, generation)
     if as_json:
         print(json.dumps(verdict, indent=1))
@@ -228,8 +229,8 @@ def assess(
 def md(
     project: Annotated[Path, typer.Argument(help="The project directory.")],
     structure: Annotated[Path, typer.Option("--structure", help="Starting structure (any file ase.io.read reads).")],
-    steps: Annotated[int, typer.Option("--steps", min=1, help="MD steps.")],
-    temperature: Annotated[float, typer.Option("--temperature", min=0.001, help="Kelvin.")],
+    steps: Annotated[int, typer.Option("--steps", help="MD steps (at most the limit on exploration.steps).")],
+    temperature: Annotated[float, typer.Option("--temperature", help="Kelvin (as exploration.temperatures).")],
     pressure: Annotated[
         float | None, typer.Option("--pressure", help="GPa: NPT at this pressure (default: NVT).")
     ] = None,
@@ -240,12 +241,12 @@ def md(
     site: SiteOption = "local",
 ) -> None:
     """Production MD with PROJECT's newest potential, streaming the extrapolation grade; frames where it
-    extrapolates are kept in PROJECT/md/run_NNN/candidates.extxyz for a later run (docs/exploration.md)."""
+    extrapolates are kept in PROJECT/md/run_NNN/candidates.extxyz for a later run (docs/exploration.md).
+    Ctrl-C stops it at the next check, keeping what ran."""
     from autopipe.md import run_md
 
-    if engine not in (None, "ase", "lammps"):
-        raise UsageError(f"--engine {engine!r}: choose ase or lammps.")
     log_to_console(False, err_console)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     def show(row: dict[str, float]) -> None:
         console.print(f"step {row['step']:>8.0f}  max gamma {row['max_gamma']:>9.3g}  "

@@ -107,6 +107,8 @@ def run_task(function: str, kwargs: dict[str, Any], task_dir: str, driver: dict[
     Errors the app raises on purpose (`AutopipeError`) come back as ``{"error": {...}}`` rather than as an
     exception, so their `kind` survives the trip between processes.
     """
+    if interrupted():  # queued behind the tasks a Ctrl-C of a threads run stopped: start nothing more
+        return {"error": {"kind": "interrupted", "message": "not started: the run is interrupted"}, "wall_time": 0.0}
     stop = threading.Event()
     _abandon_when_driver_dies(driver, stop)
     try:

@@ -14,6 +14,7 @@ from ase.io import write
 from autopipe.apps.explore.dynamics import make_dynamics
 from autopipe.apps.explore.guards import explosion_reason
 from autopipe.apps.explore.walker import load_calculator
+from autopipe.apps.process import Interrupted, interrupted
 from autopipe.apps.structures import atoms_from_dict
 
 SNAPSHOTS_FILE = "snapshots.extxyz"
@@ -57,6 +58,8 @@ def md_check(
         steps = settings["steps"]
         keep = np.linspace(steps // 2, steps, settings["snapshots"] + 1, dtype=int)[1:].tolist()
         for step in range(1, steps + 1):
+            if interrupted():  # a Ctrl-C of a run whose tasks are threads of its own process
+                raise Interrupted(f"the MD check stops at {ensemble.upper()} step {step}: the run is interrupted")
             dynamics.run(1)
             energy = atoms.get_potential_energy()
             reason = explosion_reason(atoms, energy, calc.cutoff, MIN_DISTANCE)

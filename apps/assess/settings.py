@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt
 
+from autopipe.apps.explore.settings import Temperature
+
 Property = Literal["eos", "elastic", "phonons", "vacancy", "md_forces"]
 ALL_PROPERTIES: list[Property] = ["eos", "elastic", "phonons", "vacancy", "md_forces"]
 
@@ -33,7 +35,7 @@ class MDCheckSettings(BaseModel):
     supercell: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
         (2, 2, 2), description="repeats of the conventional cell; (2, 2, 2) of fcc = 32 atoms"
     )
-    temperature: PositiveFloat | None = Field(
+    temperature: Temperature | None = Field(
         None, description="K; None = the highest exploration temperature"
     )
     steps: PositiveInt = Field(600, description="MD steps per ensemble (NVT, then NPT)")

@@ -21,17 +21,28 @@ def explosion_reason(atoms: Atoms, energy: float, cutoff: float, min_distance: f
     """
     if not (np.all(np.isfinite(atoms.positions)) and np.isfinite(energy)):
         return "non-finite positions or energy"
-    first, second, distance = neighbor_list("ijd", atoms, cutoff)
-    if len(distance) and distance.min() < min_distance:
-        k = int(distance.argmin())
-        return (
-            f"atoms {first[k]} and {second[k]} are {distance[k]:.3f} A apart, closer than "
-            f"min_distance={min_distance} A (collapse)"
-        )
-    isolated = np.setdiff1d(np.arange(len(atoms)), first)
+    pair = closest_pair(atoms, min_distance)
+    if pair:
+        return f"atoms {pair[0]} and {pair[1]} are {pair[2]:.3f} A apart, closer than min_distance={min_distance} A (collapse)"
+    isolated = np.setdiff1d(np.arange(len(atoms)), neighbor_list("i", atoms, cutoff))
     if len(isolated):
         return (
             f"{len(isolated)} atom(s) (first: {isolated[0]}) have no neighbour within the {cutoff:.2f} A "
             "cutoff (atoms flying apart)"
         )
     return None
+
+
+def closest_pair(atoms: Atoms, within: float) -> tuple[int, int, float] | None:
+    """The two atoms (or an atom and an image) closest to each other and their distance, if it is below
+    `within`; None when no pair is that close. A short `within` keeps the neighbour list small.
+
+    >>> from ase import Atoms
+    >>> closest_pair(Atoms("Al2", positions=[[0, 0, 0], [0, 0, 1]], cell=[5, 5, 5], pbc=True), 1.5)
+    (0, 1, 1.0)
+    """
+    first, second, distance = neighbor_list("ijd", atoms, within)
+    if not len(distance):
+        return None
+    k = int(distance.argmin())
+    return int(first[k]), int(second[k]), float(distance[k])

@@ -42,7 +42,7 @@ from .candidates import CANDIDATES_FILE, CandidatePool, candidate_frame, write_c
 from .dynamics import BAROSTAT_STEPS, THERMOSTAT_STEPS
 from .guards import explosion_reason
 from .settings import ExplorationSettings
-from .walker import GAMMA_LOG, evaluate_start, load_calculator
+from .walker import GAMMA_LOG, evaluate_start, load_calculator, stop_requested
 
 EnginePath = Literal["pace", "fix_external"]
 #: The per-atom grade each path's commands read: `fix pair`'s output, or (compute reduce does not take a
@@ -167,8 +167,10 @@ def render_input(
     pressure: float | None,
     seed: int,
     workdir: Path,
+    stop_file: str | None = None,
 ) -> str:
-    """The LAMMPS input of one walker (metal units); file names are absolute: it runs from any directory."""
+    """The LAMMPS input of one walker (metal units); file names are absolute: it runs from any directory.
+    With `stop_file`, `fix halt` ends the run at the first check that finds that file (LAMMPS's `is_file`)."""
     # LAMMPS's generators take seeds from 1 to 900,000,000 (Marsaglia's is the narrower)
     velocity_seed, langevin_seed = map(int, np.random.default_rng(seed).integers(1, 900_000_000, size=2))
     timestep_ps = opts.timestep_fs / 1000.0
@@ -195,6 +197,7 @@ def render_input(
         pdamp_ps=BAROSTAT_STEPS * timestep_ps,
         timestep_ps=timestep_ps,
         steps=opts.steps,
+        stop_file=stop_file,
     )
 
 
@@ -245,6 +248,7 @@ class LammpsRunner:
         seed: int,
         workdir: str,
         pressure: float | None = None,
+        stop_file: str | None = None,
     ) -> dict[str, Any]:
         """One walker in `workdir`: the files and result keys of `run_walker`, plus `path` and `lammps`."""
         started = time.perf_counter()
@@ -257,19 +261,22 @@ class LammpsRunner:
               units="metal", atom_style="atomic", force_skew=True)
         text = render_input(self.setup.path, self.opts, elements=self.elements, potential=self.potential,
                             active_set=self.active_set, temperature=temperature, pressure=pressure, seed=seed,
-                            workdir=folder)
+                            workdir=folder, stop_file=stop_file)
         (folder / INPUT_FILE).write_text(text)
         failure = self._execute(text, folder)
         rows = _gamma_rows(folder / GAMMA_LOG)
         if failure and not rows:
             raise ExplorationError(f"LAMMPS failed before the MD started ({failure}); see {folder / LOG_FILE}.")
         max_gamma = max((r["max_gamma"] for r in rows), default=None)
+        steps_done = _steps_done(folder / LOG_FILE) or int(rows[-1]["step"])
         if failure:
-            status: str = "exploded"
+            status, reason = "exploded", failure
         elif rows and rows[-1]["max_gamma"] >= self.opts.gamma_halt:
-            status = "halted"
+            status, reason = "halted", None
+        elif steps_done < self.opts.steps and stop_requested(stop_file):
+            status, reason = "interrupted", "asked to stop"
         else:
-            status = "finished"
+            status, reason = "finished", None
         pool = CandidatePool(self.opts.max_frames_per_walker)
         column = GAMMA_COLUMN[self.setup.path]
         for frame in self._dumped_frames(folder, rows, DUMP_FILE):
@@ -279,8 +286,8 @@ class LammpsRunner:
                    for f in self._dumped_frames(folder, rows, TRUSTED_DUMP)]
         return {
             "status": status,
-            "reason": failure,
-            "steps_done": _steps_done(folder / LOG_FILE) or int(rows[-1]["step"]),
+            "reason": reason,
+            "steps_done": steps_done,
             "max_gamma": max_gamma,
             "n_candidates": len(pool.frames),
             "candidates": str(folder / CANDIDATES_FILE),

@@ -1,6 +1,6 @@
 """The `exploration:` section of input.yaml: MD walkers driven by the current potential."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -12,6 +12,15 @@ from pydantic import (
     model_validator,
 )
 
+#: Kelvin: hotter than any element boils (tungsten: about 5,900 K) three times over; beyond it an ACE
+#: potential fitted to condensed matter explores nothing it can describe.
+MAX_TEMPERATURE_K = 20_000.0
+#: GPa, either sign: a terapascal, the reach of the strongest static compression experiments.
+MAX_PRESSURE_GPA = 1_000.0
+
+Temperature = Annotated[float, Field(gt=0, le=MAX_TEMPERATURE_K, allow_inf_nan=False)]
+Pressure = Annotated[float, Field(ge=-MAX_PRESSURE_GPA, le=MAX_PRESSURE_GPA, allow_inf_nan=False)]
+
 
 class ExplorationSettings(BaseModel):
     """MD with the ACE potential; frames above `gamma_select` are candidates, `gamma_halt` stops a walker."""
@@ -21,13 +30,13 @@ class ExplorationSettings(BaseModel):
     engine: Literal["ase", "lammps"] = Field(
         "ase", description="MD engine: ASE with pyace's calculator, or LAMMPS (docs/exploration.md)"
     )
-    temperatures: list[PositiveFloat] = Field(default_factory=lambda: [300.0], min_length=1)
+    temperatures: list[Temperature] = Field(default_factory=lambda: [300.0], min_length=1, description="K")
     walkers_per_temperature: PositiveInt = 1
     ensembles: list[Literal["nvt", "npt"]] = Field(
         default_factory=lambda: ["nvt", "npt"], min_length=1,
         description="each temperature runs its walkers in each: NVT (Langevin), NPT (MTK) at each pressure",
     )
-    pressures: list[float] = Field(default_factory=lambda: [0.0], min_length=1, description="GPa, for NPT")
+    pressures: list[Pressure] = Field(default_factory=lambda: [0.0], min_length=1, description="GPa, for NPT")
     steps: PositiveInt = 500
     timestep_fs: PositiveFloat = 2.0
     friction: PositiveFloat = Field(0.01, description="Langevin friction, 1/fs")

@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 from pyace import PyACECalculator
 
+from autopipe.apps.process import interrupted
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import ExplorationError
 
@@ -55,6 +56,12 @@ def evaluate_start(atoms: Atoms, potential: str) -> None:
         ) from err
 
 
+def stop_requested(stop_file: str | None) -> bool:
+    """Whether a walker is asked to end at this check: `stop_file` exists (how `mlip-auto md` stops its
+    walker on Ctrl-C), or the run whose thread it runs in is being interrupted (`process.stop_all`)."""
+    return interrupted() or (stop_file is not None and Path(stop_file).exists())
+
+
 def run_walker(
     structure: dict[str, Any],
     potential: str,
@@ -65,6 +72,7 @@ def run_walker(
     workdir: str,
     pressure: float | None = None,
     lammps_command: str | None = None,
+    stop_file: str | None = None,
 ) -> dict[str, Any]:
     """Run one walker in `workdir` (NVT, or NPT at `pressure` GPa); return its status and its candidates.
 
@@ -74,8 +82,9 @@ def run_walker(
     Writes ``candidates.extxyz`` (highest max gamma first, at most `max_frames_per_walker`),
     ``gamma.csv`` (one row per check) and ``last_trusted.extxyz``, the last checked frame below
     gamma_select (``last_trusted`` is its path, None when no checked frame was). ``status`` is "finished"
-    (all steps ran), "halted" (gamma reached gamma_halt; that frame is a candidate) or "exploded" (see
-    `explosion_reason`; that frame is dropped).
+    (all steps ran), "halted" (gamma reached gamma_halt; that frame is a candidate), "exploded" (see
+    `explosion_reason`; that frame is dropped) or "interrupted" (`stop_requested` at a check: the files
+    hold what ran until then).
     """
     started = time.perf_counter()
     opts = ExplorationSettings.model_validate(settings)
@@ -83,7 +92,7 @@ def run_walker(
         from .lammps import LammpsRunner  # imported here: that module builds on this one
 
         return LammpsRunner(potential, active_set, settings, lammps_command).run(
-            structure, temperature, seed, workdir, pressure
+            structure, temperature, seed, workdir, pressure, stop_file
         )
     workdir_path = Path(workdir).resolve()
     workdir_path.mkdir(parents=True, exist_ok=True)
@@ -125,6 +134,9 @@ def run_walker(
                 status = "halted"
                 break
             if step >= opts.steps:
+                break
+            if stop_requested(stop_file):
+                status, reason = "interrupted", "asked to stop"
                 break
             try:
                 dynamics.run(min(opts.check_interval, opts.steps - step))

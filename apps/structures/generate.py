@@ -15,6 +15,7 @@ from ase.build import bulk, surface
 from autopipe.errors import ConfigError
 
 from .alloys import random_decoration, sqs_cluster_space, sqs_decoration
+from .checks import cell_problem
 from .serialize import atoms_to_dict
 from .settings import NON_CUBIC, GeneratorSettings, StructuresSettings
 from .sources import END_MEMBER, slab_source
@@ -63,15 +64,9 @@ def read_structure_file(path: Path, index: int, elements: list[str]) -> list[Ato
                 f"{key}: frame {frame} of {path} contains {', '.join(foreign)}, which is not in "
                 f"elements {elements}; add it to `elements` or remove those structures."
             )
-        if not (np.isfinite(atoms.positions).all() and np.isfinite(atoms.cell.array).all()):
-            raise ConfigError(
-                f"{key}: frame {frame} of {path} has positions or a cell that are not finite numbers "
-                "(NaN or infinity); fix or remove that frame."
-            )
-        if atoms.cell.rank < 3:
-            raise ConfigError(
-                f"{key}: frame {frame} of {path} has no full 3D cell; DFT and MD here need periodic cells."
-            )
+        problem = cell_problem(atoms)
+        if problem:
+            raise ConfigError(f"{key}: frame {frame} of {path} {problem}; fix or remove that frame.")
         atoms.pbc = True
         atoms.info["source"] = f"{path.name}[{frame}]"
     return frames
