@@ -1,5 +1,6 @@
 """Console and file logging: rich on the terminal, plain lines in `<project>/logs/autopipe.log`."""
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -46,13 +47,17 @@ class ProjectLogHandler(logging.FileHandler):
             return
         self.failed = True
         error = sys.exc_info()[1]
+        stream, self.stream = self.stream, None  # its unwritten buffer would fail again on close
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: it never opened
+            stream.close()
         reason = getattr(error, "strerror", None) or error
-        LOGGER.warning("cannot write %s (%s): the file log stops here; the run goes on", self.baseFilename, reason)
+        LOGGER.warning("cannot write %s (%s): the file log stops here; the run goes on",
+                       self.baseFilename, reason)
 
 
 def log_to_file(path: Path) -> None:
     """Keep a full debug log of the run next to its events."""
-    # Parsl's own file log (logs/parsl) meets the same full disk: no "--- Logging error ---" traceback from it.
+    # Parsl's own file log (logs/parsl) meets the same full disk: no "--- Logging error ---" from it either.
     logging.raiseExceptions = False
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
