@@ -40,7 +40,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _writes(method: Callable[Concatenate["DatabaseManager", P], R]) -> Callable[Concatenate["DatabaseManager", P], R]:
+Method = Callable[Concatenate["DatabaseManager", P], R]
+
+
+def _writes(method: Method[P, R]) -> Method[P, R]:
     """A full disk or a read-only directory met by this write names the database file (faults.writing)."""
 
     @functools.wraps(method)

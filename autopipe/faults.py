@@ -1,4 +1,4 @@
-"""Faults of the machine rather than of the input or the code: a full disk, a read-only or forbidden directory.
+"""Faults of the machine, not of the input or the code: a full disk, a read-only or forbidden directory.
 
 Write sites that know their file wrap the write in `writing(path)`: the OSError or SQLite error such a fault
 raises becomes one `EnvironmentFault` naming that file, saying that nothing finished is lost and what to do

@@ -103,8 +103,8 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(f"The input file {path.absolute()} does not exist.") from err
     except UnicodeDecodeError as err:
         raise ConfigError(
-            f"{path} is not UTF-8 text (byte {err.start} cannot be decoded): is it a binary file? Give a YAML "
-            "input or site file."
+            f"{path} is not UTF-8 text (byte {err.start} cannot be decoded): is it a binary file? Give a "
+            "YAML input or site file."
         ) from err
     except OSError as err:
         raise ConfigError(f"{path} cannot be read: {err.strerror or err}.") from err

@@ -174,9 +174,11 @@ class WorkflowManager:
         if self.run_state.config_hash is None:
             self.project.potentials.mkdir(parents=True, exist_ok=True)
             config_json = self.config.model_dump(mode="json")
-            for name, text in (("input.yaml", self.input_text), ("system.json", json.dumps(config_json, indent=2))):
-                with writing(self.project.root / name):
-                    (self.project.root / name).write_text(text)
+            system = json.dumps(config_json, indent=2)
+            for path, text in ((self.project.root / "input.yaml", self.input_text),
+                               (self.project.root / "system.json", system)):
+                with writing(path):
+                    path.write_text(text)
             self.db.set_metadata({"config": config_json, "config_hash": self.config.config_hash()})
             self.append(
                 "run.started",
