@@ -36,6 +36,7 @@ from autopipe.database import DatabaseManager
 from autopipe.errors import AutopipeError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState
 from autopipe.executors import load_site, resources_text
+from autopipe.faults import environment_fault
 from autopipe.limits import Estimate, estimate
 from autopipe.logs import log_to_console
 from autopipe.output_paths import EXAMPLE_INPUT, EXPORT, EXPORT_WRITER, check_output, replace_atomically
@@ -84,6 +85,9 @@ class ErrorBoundary(TyperGroup):
         except KeyboardInterrupt:
             _fail(ctx, "Interrupted. Everything finished so far is kept.", 130)
         except Exception as err:  # noqa: BLE001 - a bug: still one paragraph, the traceback with --debug
+            fault = environment_fault(err)
+            if fault is not None:  # a full disk or a refused write outside the write sites that name theirs
+                _fail(ctx, str(fault), fault.exit_code)
             _fail(
                 ctx,
                 f"Unexpected internal error: {type(err).__name__}: {err}. "

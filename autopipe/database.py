@@ -9,10 +9,12 @@ write is committed before the call returns (one SQLite transaction, synchronous=
 workflow writes data here first, then the event that points to it.
 """
 
+import functools
 import uuid as uuidlib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import ase.db
 import ase.io
@@ -23,6 +25,7 @@ from ase.db.row import AtomsRow
 
 from autopipe.apps.structures import atoms_from_dict
 from autopipe.errors import RunError
+from autopipe.faults import writing
 from autopipe.output_paths import replace_atomically
 
 #: Per-atom arrays ase.db keeps in its own columns; any other array (e.g. ``force_mask``) goes to ``data``.
@@ -32,6 +35,23 @@ NATIVE_ARRAYS = {"numbers", "positions", "initial_magmoms", "initial_charges", "
 INFO_KEYS = ("uuid", "config_type", "generation", "parent", "source", "energy_weight")
 #: Label entries that become calculator results; the rest of a label is provenance.
 RESULT_KEYS = ("energy", "forces", "stress")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+Method = Callable[Concatenate["DatabaseManager", P], R]
+
+
+def _writes(method: Method[P, R]) -> Method[P, R]:
+    """A full disk or a read-only directory met by this write names the database file (faults.writing)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "DatabaseManager", *args: P.args, **kwargs: P.kwargs) -> R:
+        with writing(self.path):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class DatabaseManager:
@@ -50,6 +70,7 @@ class DatabaseManager:
 
     # -- structures ----------------------------------------------------------------------------------------
 
+    @_writes
     def add_structure(
         self,
         atoms_or_dict: Atoms | dict[str, Any],
@@ -104,6 +125,7 @@ class DatabaseManager:
 
     # -- labels --------------------------------------------------------------------------------------------
 
+    @_writes
     def add_label(self, uuid: str, result: dict[str, Any], *, task_key: str) -> None:
         """Attach a successful DFT result to a structure; a task key already stored changes nothing.
 
@@ -159,6 +181,7 @@ class DatabaseManager:
 
     # -- metadata, export, summaries -----------------------------------------------------------------------
 
+    @_writes
     def set_metadata(self, metadata: dict[str, Any]) -> None:
         """Replace the database metadata (the run's expanded config lives here); must be JSON-able."""
         self._db.metadata = metadata
@@ -186,7 +209,7 @@ class DatabaseManager:
         frames = [_atoms(row) for row in rows if row.get("labelled") or not labelled_only]
         if frames and written_by:
             frames[0].info["written_by"] = written_by
-        with replace_atomically(Path(path)) as handle:
+        with writing(path), replace_atomically(Path(path)) as handle:
             ase.io.write(handle, frames, format="extxyz")
         return len(frames)
 

@@ -31,6 +31,11 @@ class EventLogError(RunError):
     """The event log is damaged or cannot be written."""
 
 
+class EnvironmentFault(RunError):
+    """The machine refused a write (a full disk, a read-only or forbidden directory): the input and the
+    command are right, and the same command succeeds once the cause is removed (autopipe/faults.py)."""
+
+
 class DFTError(RunError):
     """A DFT calculation could not be set up or run (not a failed label: those are results)."""
 

@@ -32,6 +32,7 @@ import sqlite_utils
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autopipe.errors import EventLogError, UsageError
+from autopipe.faults import environment_fault
 
 EVENTS_FILE = "events.sqlite"
 LOCK_FILE = "run.lock"
@@ -272,7 +273,9 @@ class EventStore:
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
         except sqlite3.OperationalError as err:
-            raise EventLogError(f"cannot open the event log {self.path}: {err}") from None
+            raise environment_fault(err, self.path) or EventLogError(
+                f"cannot open the event log {self.path}: {err}"
+            ) from None
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         try:
@@ -283,7 +286,9 @@ class EventStore:
                 raise UsageError(f"{self.path} is not an mlip-autopipe event log (it has no events table)")
         except sqlite3.DatabaseError as err:
             self.close()
-            raise UsageError(f"{self.path} is not an mlip-autopipe event log: {err}") from None
+            raise environment_fault(err, self.path) or UsageError(
+                f"{self.path} is not an mlip-autopipe event log: {err}"
+            ) from None
         except UsageError:
             self.close()
             raise
@@ -360,7 +365,9 @@ class EventStore:
                 self.db.rollback()
                 raise
         except sqlite3.Error as err:
-            raise EventLogError(f"cannot write to the event log {self.path}: {err}") from None
+            raise environment_fault(err, self.path) or EventLogError(
+                f"cannot write to the event log {self.path}: {err}"
+            ) from None
 
     def _head(self) -> tuple[int, str] | None:
         row = self.db.execute("SELECT last_seq, last_hash FROM head WHERE id = 1").fetchone()
@@ -524,7 +531,12 @@ def run_lock(project_dir: str | Path) -> Iterator[Path]:
                 f"project {project_dir} is already being run by process {holder}; "
                 "wait for that run to finish or stop it, then try again"
             ) from None
-        path.write_text(f"{os.getpid()}\n")
+        try:
+            path.write_text(f"{os.getpid()}\n")
+        except OSError as err:
+            raise environment_fault(err, path) or UsageError(
+                f"cannot write the run lock {path}: {err.strerror}"
+            ) from None
         yield path
     finally:
         os.close(fd)

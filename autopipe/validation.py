@@ -101,9 +101,20 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise ConfigError(f"The input file {path.absolute()} does not exist.") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"The input file {path} cannot be read as UTF-8 text: {err}.") from err
-    loader = _UniqueKeyLoader(text)  # a SafeLoader subclass: no arbitrary objects
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {err.start} cannot be decoded): is it a binary file? Give a "
+            "YAML input or site file."
+        ) from err
+    except OSError as err:
+        raise ConfigError(f"{path} cannot be read: {err.strerror or err}.") from err
+    try:
+        loader = _UniqueKeyLoader(text)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.reader.ReaderError as err:  # the reader refuses control characters before any parsing
+        raise ConfigError(
+            f"{path} holds character #x{err.character:04x} at position {err.position}, which YAML does not "
+            "allow: is it a binary file? Give a YAML input or site file."
+        ) from err
     try:
         node = loader.get_single_node()
         if node is None:

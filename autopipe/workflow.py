@@ -34,6 +34,7 @@ from autopipe.database import DatabaseManager
 from autopipe.dispatch import Dispatcher, execution, read_result
 from autopipe.errors import AssessmentError, ConfigError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState, canonical_json, fold
+from autopipe.faults import environment_fault, writing
 from autopipe.import_labels import Label, import_labels, read_labels
 from autopipe.machine import AssessOutcome, LabelOutcome, LoopMachine, SelectOutcome
 from autopipe.validation import format_validation_error
@@ -173,8 +174,11 @@ class WorkflowManager:
         if self.run_state.config_hash is None:
             self.project.potentials.mkdir(parents=True, exist_ok=True)
             config_json = self.config.model_dump(mode="json")
-            (self.project.root / "input.yaml").write_text(self.input_text)
-            (self.project.root / "system.json").write_text(json.dumps(config_json, indent=2))
+            system = json.dumps(config_json, indent=2)
+            for path, text in ((self.project.root / "input.yaml", self.input_text),
+                               (self.project.root / "system.json", system)):
+                with writing(path):
+                    path.write_text(text)
             self.db.set_metadata({"config": config_json, "config_hash": self.config.config_hash()})
             self.append(
                 "run.started",
@@ -288,7 +292,10 @@ class WorkflowManager:
                 spec = futures.pop(future)
                 try:
                     outcome = future.result()
-                except Exception as exc:  # noqa: BLE001 - an app bug or a lost worker fails the task, not the run
+                except Exception as exc:
+                    fault = environment_fault(exc, getattr(exc, "filename", None) or spec["task_dir"])
+                    if fault is not None:  # not the task's failure: it runs again when the run is resumed
+                        raise fault from exc
                     outcome = {"error": {"kind": type(exc).__name__, "message": str(exc)}, "wall_time": 0.0}
                 self._finish(kind, generation, spec, {**outcome, "ran_on": execution(future, outcome)})
         return {spec["key"]: self._outcome(spec["key"]) for spec in specs}
@@ -421,10 +428,10 @@ class WorkflowManager:
         previous = str(self.project.root / previous_model["potential"]) if previous_model else None
 
         def publish(result: dict[str, Any]) -> None:
-            shutil.copyfile(result["potential"], self.project.potential(generation, ".yaml"))
-            shutil.copyfile(result["active_set"], self.project.potential(generation, ".asi"))
+            _copy(result["potential"], self.project.potential(generation, ".yaml"))
+            _copy(result["active_set"], self.project.potential(generation, ".asi"))
             if result.get("potential_yace"):
-                shutil.copyfile(result["potential_yace"], self.project.potential(generation, ".yace"))
+                _copy(result["potential_yace"], self.project.potential(generation, ".yace"))
 
         spec = {"key": key, "label": f"gen {generation} ({len(dataset_ids)} labels)", "on_success": publish,
                 "kwargs": {"dataset": str(dataset), "settings": settings, "elements": list(self.config.elements),
@@ -643,6 +650,12 @@ def _failed_stage(events: list[Any]) -> tuple[str, int]:
     entered = [e.payload for e in events if e.kind == "state.entered"]
     last = next(p for p in reversed(entered) if p["state"] != "FAILED")
     return last["state"], last["generation"]
+
+
+def _copy(source: str, destination: Path) -> None:
+    """Copy a task's file into the project; a full disk names the destination (shutil names the source)."""
+    with writing(destination):
+        shutil.copyfile(source, destination)
 
 
 def _geometry(structure: dict[str, Any]) -> dict[str, Any]:
