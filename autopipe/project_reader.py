@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,9 +43,15 @@ LogEntry = NamedTuple("LogEntry", [(name, field.annotation) for name, field in E
 
 @contextmanager
 def read_only(path: Path, what: str) -> Iterator[sqlite3.Connection]:
-    """An SQLite connection that cannot write to `path`; a damaged file is a UsageError naming it."""
+    """An SQLite connection that cannot write to `path`; a damaged file is a UsageError naming it.
+
+    On a read-only file system a WAL database opens only where its -wal file exists (SQLite must otherwise
+    create the -shm file); without one, nothing can be writing it, so it is opened as immutable.
+    """
+    frozen = not os.access(path.parent, os.W_OK) and not path.with_name(f"{path.name}-wal").exists()
+    uri = f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if frozen else "")
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
     except sqlite3.Error as err:
         raise UsageError(f"cannot open {what} {path}: {err}") from None
     try:

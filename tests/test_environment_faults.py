@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from installed import MLIP_AUTO
+from installed import MLIP_AUTO, mlip_auto
 from test_project_safety import INPUT, refusal
 
 from autopipe.errors import EnvironmentFault
@@ -147,6 +147,14 @@ def test_a_read_only_project_is_one_paragraph_naming_it_and_nothing_is_written(u
             assert f"Make {directory} writable" in message, message
         assert file_bytes(disk / PROJECT) == before
         assert not (disk / "emt_new").exists()
+
+        report = tmp_path / "report.html"  # the read-only commands still read it
+        project = str(disk / PROJECT)
+        for command in (["events", "list", project], ["events", "replay", project], ["events", "show", project, "1"],
+                        ["status", project, "--html", str(report)]):
+            shown = mlip_auto(*command)
+            assert shown.returncode == 0 and not shown.stderr, (command, shown.stderr)
+        assert report.is_file() and file_bytes(disk / PROJECT) == before
 
 
 def test_a_run_lock_that_cannot_be_written_names_the_file(tmp_path):
