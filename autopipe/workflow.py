@@ -791,7 +791,9 @@ def run_project(
         with EventStore.open_existing(project.events) as existing:
             n_events = check_intact(existing)
             config = check_compatible(config, existing, _written(input_path, project.root / "input.yaml"))
-            check_potentials(project.root, fold(existing.events()))
+            state = fold(existing.events())
+            if state.outcome != "done":  # a run that goes on (unfinished, or FAILED and retried)
+                check_potentials(project.root, state.models.values(), "the run cannot go on without them")
     check_pair(project.root, n_events)
     imported = None
     if from_labels is not None:
@@ -819,7 +821,7 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
     the run (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
     `assessment.finished` event with source "cli" and returned.
     """
-    from autopipe.project_files import check_intact
+    from autopipe.project_files import check_intact, check_potentials
 
     project = Project(project_dir.absolute())
     if not project.events.is_file():
@@ -835,6 +837,7 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
             f"--generation {generation}: {project_dir} has potentials of generations "
             f"{', '.join(map(str, sorted(state.models)))}."
         )
+    check_potentials(project.root, [state.models[generation]], f"generation {generation} cannot be assessed")
     site = _site(site_name)
     stored = {**state.config, "project_dir": project.root}
     if settings is not None:

@@ -163,6 +163,14 @@ def test_a_resumed_run_without_its_potential_is_refused_naming_it(copy):
     assert len(events(copy)) == n_events
 
 
+def test_assess_without_the_potential_is_refused_naming_it(copy):
+    (copy / "potentials" / "gen_000.asi").unlink()
+    n_events = len(events(copy))
+    result = refusal("assess", str(copy), "--site", "threads")
+    assert result.returncode == 2 and "lacks potentials/gen_000.asi" in result.stderr, result.stderr
+    assert "cannot be assessed" in result.stderr and len(events(copy)) == n_events
+
+
 @pytest.mark.slow
 def test_a_walker_that_would_continue_from_a_lost_frame_fails_the_run_naming_it(tmp_path):
     (tmp_path / "input.yaml").write_text(SAFETY_INPUT.replace("max_generations: 1", "max_generations: 2"))
