@@ -1,9 +1,10 @@
 """WorkflowManager: drives the loop machine, submits each stage's tasks through Parsl, records every step.
 
 The event log is the checkpoint. Each stage handler is written to be re-entered after a crash: tasks whose
-keys the log marks completed are not run again, tasks that were submitted but never finished are adopted from
-the result they left in their task directory or else submitted again, and data (the structure database, the
-potential files) is written before the event that points to it.
+keys the log marks completed are not run again (unless files they left that a later step reads are missing or
+damaged), tasks that were submitted but never finished are adopted from the result they left in their task
+directory or else submitted again, and data (the structure database, the potential files) is written before
+the event that points to it.
 """
 
 from __future__ import annotations
