@@ -108,6 +108,8 @@ class Assessment:
                         "settings": manager.config.dft.model_dump(mode="json"),
                         "workdir": str(task_dir / "run"),
                     },
+                    # the label lives only in result.json (never in structures.db): gone, it is computed again
+                    "needs": lambda _, task_dir=task_dir: manager.result_damage(task_dir),
                 }
             )
         outcomes = manager.run_tasks("reference", self.generation, specs)
@@ -147,6 +149,7 @@ class Assessment:
             inputs,
             paths=("potential", "active_set"),
             workdir_name="md",
+            needs=lambda result: self.manager.frames_damage(result["snapshots"]),  # they get reference DFT
         )
 
     def compare(

@@ -94,7 +94,8 @@ class TaskFailed(_TaskRef):
 
 
 class TaskRetried(_TaskRef):
-    """A task submitted before a crash and never finished, submitted again on resume."""
+    """A task submitted before a crash and never finished, submitted again on resume; or a completed task
+    whose result files a later step reads are missing or damaged, computed again."""
 
     reason: str
 

@@ -7,10 +7,12 @@ is wrong and what to do; none writes anything.
 """
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from autopipe.errors import UsageError
-from autopipe.events import EVENTS_FILE, EventStore, RunState
+from autopipe.events import EVENTS_FILE, EventStore
 
 STRUCTURES_FILE = "structures.db"
 NEW_PROJECT_HINT = "or start a new project with --workdir (`mlip-auto export` carries the labels over)"
@@ -65,18 +67,17 @@ def check_intact(store: EventStore) -> int:
     return report.n_events
 
 
-def check_potentials(root: Path, state: RunState) -> None:
-    """UsageError when a run that will go on (unfinished, or FAILED and about to be retried) lacks a
-    potential or active set its log points to: later stages would fail on it."""
-    if state.outcome == "done":
-        return
+def check_potentials(root: Path, models: Iterable[dict[str, Any]], why: str) -> None:
+    """UsageError when a potential or active set of `models` (`model.trained` payloads) is gone. It is not
+    fitted again: a refit need not reproduce the potential the later stages used. `why` says what needs
+    them, e.g. "the run cannot go on without them"."""
     missing = [
-        name for model in state.models.values() for name in (model["potential"], model["active_set"])
+        name for model in models for name in (model["potential"], model["active_set"])
         if not (root / name).is_file()
     ]
     if missing:
         raise UsageError(
-            f"the project {root} lacks {', '.join(missing)}, which its event log records as trained: the "
-            "run cannot go on without them. Restore them (from a backup, or the train task's fit/ "
-            f"directory under generations/), {NEW_PROJECT_HINT}."
+            f"the project {root} lacks {', '.join(missing)}, which its event log records as trained: {why}. "
+            "Restore them (from a backup, or the train task's fit/ directory under generations/), "
+            f"{NEW_PROJECT_HINT}."
         )

@@ -1,9 +1,10 @@
 """WorkflowManager: drives the loop machine, submits each stage's tasks through Parsl, records every step.
 
 The event log is the checkpoint. Each stage handler is written to be re-entered after a crash: tasks whose
-keys the log marks completed are not run again, tasks that were submitted but never finished are adopted from
-the result they left in their task directory or else submitted again, and data (the structure database, the
-potential files) is written before the event that points to it.
+keys the log marks completed are not run again (unless files they left that a later step reads are missing or
+damaged), tasks that were submitted but never finished are adopted from the result they left in their task
+directory or else submitted again, and data (the structure database, the potential files) is written before
+the event that points to it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +26,15 @@ from pydantic import ValidationError
 
 from autopipe import __version__
 from autopipe.apps.dft.settings import OPERATIONAL_KEYS
+from autopipe.apps.explore import read_candidates
 from autopipe.apps.structures import atoms_to_dict, has_vacuum
 from autopipe.apps.structures.sources import is_reference
 from autopipe.apps.train.dataset import validation_mask
 from autopipe.assessment import Assessment, aimed_walkers
 from autopipe.config import INPUT_WORDING, SystemConfig, written_keys
 from autopipe.database import DatabaseManager
-from autopipe.dispatch import Dispatcher, execution, read_result
-from autopipe.errors import AssessmentError, ConfigError, UsageError
+from autopipe.dispatch import RESULT_FILE, Dispatcher, execution, read_result
+from autopipe.errors import AssessmentError, ConfigError, ExplorationError, UsageError
 from autopipe.events import EVENTS_FILE, EventStore, RunState, canonical_json, fold
 from autopipe.faults import environment_fault, writing
 from autopipe.import_labels import Label, import_labels, read_labels
@@ -261,7 +263,9 @@ class WorkflowManager:
         """Run every task of `specs` not yet finished, all at once, recording each as it ends.
 
         Each spec holds `key`, `label`, `kwargs`, `task_dir` and optionally `on_success(result)`, called
-        (data first) before the `task.completed` event. Returns the outcome per key: the app's value, or
+        (data first) before the `task.completed` event, and `needs(result)`: why the files a completed task
+        left behind (given its recorded result) no longer serve the caller, or None. Such a task runs again,
+        recorded as `task.retried` with that reason. Returns the outcome per key: the app's value, or
         ``{"failed": ...}`` for tasks that failed.
         """
         futures: dict[Future, dict[str, Any]] = {}
@@ -269,23 +273,8 @@ class WorkflowManager:
         for spec in specs:  # two structures of identical geometry share one DFT task
             unique.setdefault(spec["key"], spec)
         for spec in unique.values():
-            record = self.run_state.tasks.get(spec["key"])
-            if record is not None and record.status != "submitted":
-                continue
-            left_behind = read_result(spec["task_dir"]) if record is not None else None
-            if left_behind is not None:
-                log.info("adopting the finished result of %s left by an interrupted run", spec["key"])
-                self._finish(kind, generation, spec, left_behind)
-                continue
-            if record is None:
-                submitted = {"key": spec["key"], "kind": kind, "generation": generation, "label": spec["label"]}
-                self.append("task.submitted", submitted)
-            else:
-                self.append(
-                    "task.retried",
-                    {"key": spec["key"], "kind": kind, "generation": generation, "reason": "run resumed"},
-                )
-            futures[self.dispatcher.submit(kind, spec["kwargs"], spec["task_dir"])] = spec
+            if self._must_run(kind, generation, spec):
+                futures[self.dispatcher.submit(kind, spec["kwargs"], spec["task_dir"])] = spec
         while futures:
             done, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in done:
@@ -299,6 +288,33 @@ class WorkflowManager:
                     outcome = {"error": {"kind": type(exc).__name__, "message": str(exc)}, "wall_time": 0.0}
                 self._finish(kind, generation, spec, {**outcome, "ran_on": execution(future, outcome)})
         return {spec["key"]: self._outcome(spec["key"]) for spec in specs}
+
+    def _must_run(self, kind: str, generation: int, spec: dict[str, Any]) -> bool:
+        """Whether to submit the task of `spec`, recording why: new (`task.submitted`), or again
+        (`task.retried`) when an interrupted run left no result or a completed task's files are damaged.
+        A result an interrupted run left behind is adopted instead."""
+        record = self.run_state.tasks.get(spec["key"])
+        ref = {"key": spec["key"], "kind": kind, "generation": generation}
+        if record is None:
+            self.append("task.submitted", {**ref, "label": spec["label"]})
+            return True
+        if record.status == "failed":
+            return False
+        if record.status == "completed":
+            needs = spec.get("needs")
+            reason = needs(record.result or {}) if needs else None
+            if reason is None:
+                return False
+            log.warning("%s %s: %s; the task runs again", kind, spec["label"] or spec["key"], reason)
+        else:
+            left_behind = read_result(spec["task_dir"])
+            if left_behind is not None:
+                log.info("adopting the finished result of %s left by an interrupted run", spec["key"])
+                self._finish(kind, generation, spec, left_behind)
+                return False
+            reason = "run resumed"
+        self.append("task.retried", {**ref, "reason": reason})
+        return True
 
     def _finish(self, kind: str, generation: int, spec: dict[str, Any], outcome: dict[str, Any]) -> None:
         base = {"key": spec["key"], "kind": kind, "generation": generation}
@@ -341,6 +357,21 @@ class WorkflowManager:
             self.append("structures.added", {"generation": generation, "config_type": config_type, "uuids": uuids})
         return uuids
 
+    def result_damage(self, task_dir: Path) -> str | None:
+        """Why a completed task's result.json cannot be read back (a `needs` of `run_tasks`), or None."""
+        return None if read_result(task_dir) is not None else self._damaged(task_dir / RESULT_FILE)
+
+    def frames_damage(self, *paths: str | None) -> str | None:
+        """Why one of the extxyz files a completed task wrote (project-relative; None: not written) cannot
+        be read back, or None."""
+        for path in paths:
+            if path is not None and not _frames_intact(self.project.root / path):
+                return self._damaged(self.project.root / path)
+        return None
+
+    def _damaged(self, path: Path) -> str:
+        return f"result file missing or damaged: {self.project.relative(path)}"
+
     def task_dir(self, generation: int, stage: str, name: str) -> Path:
         return self.project.generation_dir(generation) / stage / name
 
@@ -354,17 +385,18 @@ class WorkflowManager:
         return task_key(kind, {"structure": _geometry(structure), "dft": physics})
 
     def run_one(self, kind: str, generation: int, label: str, inputs: dict[str, Any], *,
-                paths: tuple[str, ...] = (), workdir_name: str | None = None) -> dict[str, Any]:
+                paths: tuple[str, ...] = (), workdir_name: str | None = None,
+                needs: Callable[[dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
         """Run (or reuse) the single task keyed by `inputs` and return its recorded result; `paths` name the
-        inputs that are project files (given to the app as absolute paths). Used by the assessment, so a
-        failed task raises AssessmentError with the task's failure kind."""
+        inputs that are project files (given to the app as absolute paths), `needs` is `run_tasks`'s. Used by
+        the assessment, so a failed task raises AssessmentError with the task's failure kind."""
         key = task_key(kind, {**inputs, "generation": generation})
         task_dir = self.task_dir(generation, kind, key)
         kwargs = {**inputs, **{name: str(self.project.root / inputs[name]) for name in paths}}
         if workdir_name:
             kwargs["workdir"] = str(task_dir / workdir_name)
-        outcome = self.run_tasks(kind, generation, [{"key": key, "label": label, "kwargs": kwargs,
-                                                     "task_dir": task_dir}])[key]
+        spec = {"key": key, "label": label, "kwargs": kwargs, "task_dir": task_dir, "needs": needs}
+        outcome = self.run_tasks(kind, generation, [spec])[key]
         if "failed" in outcome:
             raise AssessmentError(f"{label} failed ({outcome['failed']}): {outcome['message']}", outcome["failed"])
         return outcome
@@ -454,6 +486,40 @@ class WorkflowManager:
     def stage_explore(self, generation: int) -> None:
         """Run MD walkers with this generation's potential: the configured schedule, started in turn from every
         labelled structure, or (after a failed assessment) walkers aimed at what failed."""
+        round_ = self.run_state.aim(generation)[0]
+        outcomes = self.run_walkers(generation)
+        if outcomes is None:
+            return
+        finished = [o for o in outcomes.values() if "failed" not in o]
+        if not finished:
+            self.enter(self.machine.fail("every MD walker failed"))
+            return
+        if self.run_state.explorations.get(generation, {}).get("round", -1) != round_:
+            gammas = [o["max_gamma"] for o in finished if o.get("max_gamma") is not None]
+            self.append("exploration.finished", {
+                "generation": generation, "n_walkers": len(outcomes), "round": round_,
+                "n_candidates": sum(o["n_candidates"] for o in finished),
+                "max_gamma": max(gammas) if gammas else None,
+                "halted": sum(o["status"] == "halted" for o in finished),
+                "candidates": sorted(o["candidates"] for o in finished),
+                "continuations": [o.get("last_trusted") for o in outcomes.values()],  # in schedule order
+            })
+        self.enter(self.machine.explored())
+
+    def run_walkers(self, generation: int) -> dict[str, dict[str, Any]] | None:
+        """The outcomes of the generation's walkers, in schedule order, run where not done (or done but with
+        their files gone); None, with the loop FAILED, when a walker's start is gone."""
+        try:
+            specs = self.explore_specs(generation)
+        except ExplorationError as err:
+            self.enter(self.machine.fail(str(err)))
+            return None
+        return self.run_tasks("explore", generation, specs)
+
+    def explore_specs(self, generation: int) -> list[dict[str, Any]]:
+        """The walker tasks of the generation's exploration (its current round); a completed walker whose
+        candidates or last trusted frame are gone runs again (`needs`). ExplorationError when a walker would
+        continue from a frame that is gone (see `continuations`)."""
         model = self.run_state.models[generation]
         round_, aimed_at = self.run_state.aim(generation)
         settings = self.config.exploration.model_dump(mode="json")
@@ -478,23 +544,9 @@ class WorkflowManager:
             start = walker["structure"]["info"].get("source") or walker["structure"]["info"]["uuid"]
             specs.append({"key": key, "label": f"walker {index} at {walker['temperature']:g} K, {ensemble}, "
                                               f"from {start}",
-                          "kwargs": kwargs, "task_dir": task_dir})
-        outcomes = self.run_tasks("explore", generation, specs)
-        finished = [o for o in outcomes.values() if "failed" not in o]
-        if not finished:
-            self.enter(self.machine.fail("every MD walker failed"))
-            return
-        if self.run_state.explorations.get(generation, {}).get("round", -1) != round_:
-            gammas = [o["max_gamma"] for o in finished if o.get("max_gamma") is not None]
-            self.append("exploration.finished", {
-                "generation": generation, "n_walkers": len(outcomes), "round": round_,
-                "n_candidates": sum(o["n_candidates"] for o in finished),
-                "max_gamma": max(gammas) if gammas else None,
-                "halted": sum(o["status"] == "halted" for o in finished),
-                "candidates": sorted(o["candidates"] for o in finished),
-                "continuations": [outcomes[spec["key"]].get("last_trusted") for spec in specs],
-            })
-        self.enter(self.machine.explored())
+                          "kwargs": kwargs, "task_dir": task_dir,
+                          "needs": lambda r: self.frames_damage(r["candidates"], r.get("last_trusted"))})
+        return specs
 
     def regular_walkers(self, generation: int) -> list[dict[str, Any]]:
         """The exploration schedule's walkers, each starting from the next labelled structure in turn, so
@@ -524,7 +576,8 @@ class WorkflowManager:
 
     def continuations(self, generation: int, n_walkers: int) -> list[Atoms | None]:
         """Per schedule slot, the frame the previous generation's walker last trusted, when walkers continue
-        and that generation ran the same schedule (not an aimed round); None where a slot starts afresh."""
+        and that generation ran the same schedule (not an aimed round); None where a slot starts afresh.
+        ExplorationError when a frame the log names is missing or damaged."""
         previous = self.run_state.explorations.get(generation - 1, {})
         paths = previous.get("continuations")  # one per slot of the same schedule; absent in older logs
         if not self.config.exploration.continue_walkers or previous.get("round") != 0 or not paths:
@@ -534,6 +587,14 @@ class WorkflowManager:
             if path is None:
                 frames.append(None)
                 continue
+            if self.frames_damage(path):
+                raise ExplorationError(
+                    f"walker {slot} of generation {generation} continues from {path} (exploration."
+                    f"continue_walkers), the last trusted frame of walker {slot} of generation {generation - 1}, "
+                    "but that file is missing or damaged and the walker that wrote it cannot be run again: its "
+                    "start depended on the labels of its generation. Restore the file from a backup and run "
+                    f"again, or start a new project from these labels (--from-labels {self.project.root})."
+                )
             frame = read(self.project.root / path, format="extxyz")
             atoms = Atoms(numbers=frame.numbers, positions=frame.positions, cell=frame.cell, pbc=frame.pbc)
             atoms.info["source"] = f"walker {slot} of generation {generation - 1}, step {frame.info['step']}"
@@ -578,6 +639,12 @@ class WorkflowManager:
 
         spec = {"key": key, "label": f"gen {generation}", "on_success": store,
                 "kwargs": {**kwargs, "workdir": str(task_dir / "select")}, "task_dir": task_dir}
+        # the last point at which the generation's walkers can run again: their files must serve SELECT and the
+        # next generation's walkers, which continue from their last trusted frames
+        left = [*files, *exploration.get("continuations", [])]
+        damaged = key not in self.run_state.completed_keys and self.frames_damage(*left)
+        if damaged and self.run_walkers(generation) is None:
+            return
         outcome = self.run_tasks("select", generation, [spec])[key]
         if "failed" in outcome:
             self.enter(self.machine.fail(f"selection failed: {outcome['message']}"))
@@ -658,6 +725,15 @@ def _copy(source: str, destination: Path) -> None:
         shutil.copyfile(source, destination)
 
 
+def _frames_intact(path: Path) -> bool:
+    """Whether `path` reads as extxyz frames (an empty file: none), as SELECT and the assessment read it."""
+    try:
+        read_candidates(path)
+    except Exception:  # noqa: BLE001 - ase.io raises anything from OSError to StopIteration on a bad file
+        return False
+    return True
+
+
 def _geometry(structure: dict[str, Any]) -> dict[str, Any]:
     return {k: structure[k] for k in ("numbers", "positions", "cell", "pbc")}
 
@@ -729,7 +805,9 @@ def run_project(
         with EventStore.open_existing(project.events) as existing:
             n_events = check_intact(existing)
             config = check_compatible(config, existing, _written(input_path, project.root / "input.yaml"))
-            check_potentials(project.root, fold(existing.events()))
+            state = fold(existing.events())
+            if state.outcome != "done":  # a run that goes on (unfinished, or FAILED and retried)
+                check_potentials(project.root, state.models.values(), "the run cannot go on without them")
     check_pair(project.root, n_events)
     imported = None
     if from_labels is not None:
@@ -757,7 +835,7 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
     the run (or an earlier `assess`) computed are reused; the verdict is appended to the log as an
     `assessment.finished` event with source "cli" and returned.
     """
-    from autopipe.project_files import check_intact
+    from autopipe.project_files import check_intact, check_potentials
 
     project = Project(project_dir.absolute())
     if not project.events.is_file():
@@ -773,6 +851,7 @@ def assess_project(project_dir: Path, site_name: str, generation: int | None,
             f"--generation {generation}: {project_dir} has potentials of generations "
             f"{', '.join(map(str, sorted(state.models)))}."
         )
+    check_potentials(project.root, [state.models[generation]], f"generation {generation} cannot be assessed")
     site = _site(site_name)
     stored = {**state.config, "project_dir": project.root}
     if settings is not None:
