@@ -58,13 +58,13 @@ def run_md(
     unreadable or unphysical structure, an element the potential lacks) raises UsageError before anything
     is written. On KeyboardInterrupt the walker is stopped and its result.json written before it propagates.
     """
-    log = read_log(project)
-    if not log.intact:
+    events = read_log(project)
+    if not events.intact:
         raise UsageError(
-            f"the event log of {project} is damaged at seq {log.first_bad_seq}, so which potential it trained "
-            f"last cannot be trusted; `mlip-auto events verify {project}` shows the damage."
+            f"the event log of {project} is damaged at seq {events.first_bad_seq}, so which potential it "
+            f"trained last cannot be trusted; `mlip-auto events verify {project}` shows the damage."
         )
-    state = replay(log)
+    state = replay(events)
     if not state.models:
         raise UsageError(f"{project} has no trained potential yet: run `mlip-auto run` on it first.")
     generation = max(state.models)

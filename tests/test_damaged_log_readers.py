@@ -13,8 +13,10 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import ase.io
 import pytest
 import test_project_safety as safety
+from ase.build import bulk
 from installed import MLIP_AUTO
 from test_project_safety import fingerprint, refusal, tamper
 
@@ -228,3 +230,15 @@ def test_negative_counts_and_seqs_are_refused(project, args):
     assert result.returncode == 2, result.stdout
     assert "Invalid value" in result.stderr or f"{args[-2]} {args[-1]}" in result.stderr.replace("'", "")
     assert fingerprint(project) == before
+
+
+def test_md_refuses_a_damaged_log_before_writing_anything(damaged, tmp_path):
+    """`md` writes into the project (md/run_NNN) with the potential the log names: never from a damaged log."""
+    project, bad = damaged
+    structure = tmp_path / "start.extxyz"
+    ase.io.write(structure, bulk("Al", "fcc", a=4.05, cubic=True))
+    before = fingerprint(project)
+    result = refusal("md", str(project), "--structure", str(structure), "--temperature", "300", "--steps", "5")
+    assert result.returncode == 2, result.stderr
+    assert f"damaged at seq {bad}" in result.stderr and "events verify" in result.stderr
+    assert fingerprint(project) == before and not (project / "md").exists()
