@@ -21,6 +21,17 @@ _PEAK = (
 )
 
 
+def start_as_from_a_terminal(*args: str) -> subprocess.Popen:
+    """The installed `mlip-auto` started with Ctrl-C's default disposition, as from a terminal, even when
+    pytest itself was started in the background with SIGINT ignored: an ignored signal stays ignored across
+    exec (and Python keeps it so), a handled one is reset to the default. Output captured as text."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen([MLIP_AUTO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def mlip_auto(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([MLIP_AUTO, *args], capture_output=True, text=True, timeout=timeout, check=False)
 

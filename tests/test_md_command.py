@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.io import write
-from installed import MLIP_AUTO, mlip_auto
+from installed import mlip_auto, start_as_from_a_terminal
 from typer.testing import CliRunner
 
 from autopipe.cli import app
@@ -57,7 +57,7 @@ def rows(path: Path) -> int:
 def interrupt(args: list[str], ready, sig: int) -> tuple[subprocess.CompletedProcess, float]:
     """Start the installed CLI with `args`, send `sig` once `ready()` holds; its result and the seconds from
     the signal to its exit."""
-    process = subprocess.Popen([MLIP_AUTO, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_as_from_a_terminal(*args)
     try:
         deadline = time.monotonic() + 180
         while not ready():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from installed import MLIP_AUTO
+from installed import MLIP_AUTO, start_as_from_a_terminal
 
 from autopipe.events import EventStore, fold
 
@@ -95,15 +95,7 @@ def test_ctrl_c_stops_the_run_and_the_programs_behind_a_wrapper(tmp_path, site):
     wrapper.chmod(0o755)
     (tmp_path / "input.yaml").write_text(INPUT.format(command=wrapper))
     pids = tmp_path / "programs.pids"
-    # Started as from a terminal, with Ctrl-C's default disposition even when pytest itself was started in
-    # the background with SIGINT ignored: an ignored signal stays ignored across exec (and Python keeps it
-    # so), a handled one is reset to the default.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        run = subprocess.Popen([MLIP_AUTO, "run", str(tmp_path / "input.yaml"), "--site", site],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    run = start_as_from_a_terminal("run", str(tmp_path / "input.yaml"), "--site", site)
     try:
         deadline = time.monotonic() + 120
         while not (pids.exists() and len(pids.read_text().split()) >= 2):  # both workers' labels running
