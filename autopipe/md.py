@@ -60,10 +60,7 @@ def run_md(
     """
     events = read_log(project)
     if not events.intact:
-        raise UsageError(
-            f"the event log of {project} is damaged at seq {events.first_bad_seq}, so which potential it "
-            f"trained last cannot be trusted; `mlip-auto events verify {project}` shows the damage."
-        )
+        raise UsageError(f"{events.damage_message()}: which potential it trained last cannot be trusted.")
     state = replay(events)
     if not state.models:
         raise UsageError(f"{project} has no trained potential yet: run `mlip-auto run` on it first.")
